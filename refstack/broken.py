@@ -1,0 +1,49 @@
+"""Deliberately broken variants of the reference stack, for mutation testing.
+
+The suite must prove that each scenario can fail. Starting the stack with
+``REFSTACK_BROKEN=name[,name...]`` switches on one or more known bugs. The
+normal code path never consults anything but :func:`is_broken`, and with the
+variable unset every call returns False.
+
+Every variant is registered in ``VARIANTS`` with the scenario(s) expected to
+catch it; an unknown name refuses to start the service (a typo must not run the
+healthy stack and report it as "caught nothing").
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+#: variant name -> one-line description of the bug it plants.
+VARIANTS: dict[str, str] = {}
+
+
+def register(name: str, description: str) -> str:
+    VARIANTS[name] = description
+    return name
+
+
+class UnknownVariant(ValueError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def active() -> frozenset[str]:
+    raw = os.environ.get("REFSTACK_BROKEN", "")
+    names = frozenset(n.strip() for n in raw.split(",") if n.strip())
+    # Import the modules that register variants so the check below is complete.
+    unknown = names - set(VARIANTS)
+    if unknown and VARIANTS:
+        raise UnknownVariant(
+            f"REFSTACK_BROKEN names unknown variant(s) {sorted(unknown)}; "
+            f"known: {sorted(VARIANTS)}"
+        )
+    return names
+
+
+def is_broken(name: str) -> bool:
+    """True when the variant ``name`` is switched on for this process."""
+    if name not in VARIANTS:
+        raise UnknownVariant(f"variant {name!r} is not registered in refstack.broken.VARIANTS")
+    return name in active()
