@@ -22,6 +22,9 @@ VARIANTS: dict[str, str] = {
     # --- API (refstack/api) ---
     # --- worker (refstack/worker) ---
     # --- AI provider client (refstack/provider) ---
+    "provider_retry_storm": "client retries a 401 Invalid API Key in a tight loop (ai.provider_key_invalid)",
+    "provider_no_key_rotation": "client stays on a rate-limited key instead of rotating (ai.provider_rate_limit)",
+    "provider_no_deadline": "client ignores the task deadline, waits on a slow provider (queue.task_timeout)",
     # --- live recording (refstack/live) ---
 }
 
