@@ -19,6 +19,15 @@ from functools import lru_cache
 #: One section per part of the stack; add a line when you plant a new bug.
 VARIANTS: dict[str, str] = {
     # --- render pipeline (refstack/render) ---
+    "render_no_group_kill": "on timeout / stall / caller exception the ffmpeg group is left running: orphans (render.timeout, render.hang)",
+    "render_no_watchdog": "no progress watchdog: a SIGSTOPped ffmpeg hangs until the total deadline (render.hang)",
+    "render_no_encoder_fallback": "configured encoder used as is; absent h264_nvenc fails the job (render.encoder_missing)",
+    "render_no_probe_gate": "inputs not ffprobed: missing / corrupt assets reach ffmpeg as render_failed (render.input_missing, render.input_corrupt)",
+    "render_no_tolerant_retry": "no -err_detect ignore_err retry: partly damaged inputs fail (render.input_corrupt)",
+    "render_complete_without_output": "ENOSPC ignored and output not verified: 'completed' without a valid file (render.storage_full)",
+    "render_no_segments": "long renders done in one pass, not 5-minute segments (render.oom)",
+    "remux_leave_ffmpeg_on_disconnect": "remux ffmpeg not killed when the client goes away: pile-up (stream.client_disconnect)",
+    "remux_no_cap": "remux concurrency cap ignored: unbounded ffmpeg processes (stream.client_disconnect)",
     # --- API (refstack/api) ---
     # --- worker (refstack/worker) ---
     # --- AI provider client (refstack/provider) ---
