@@ -137,6 +137,7 @@ def run(
     on_progress: Callable[[float], None] | None = None,
     keep_stdout: bool = False,
     what: str = "ffmpeg",
+    cwd: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run ``argv`` to completion in its own process group and return what it did.
 
@@ -157,6 +158,7 @@ def run(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        cwd=cwd,
         start_new_session=True,  # R §一.3: own process group (preexec_fn=os.setsid in the runbook)
     )
     err = _Tail(proc.stderr, STDERR_TAIL_BYTES)
