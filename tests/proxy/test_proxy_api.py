@@ -1,0 +1,238 @@
+"""Conformance of the HTTP API with Toxiproxy 2.12: status codes, shapes, headers, errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+
+from proxy_helpers import Upstream, connect, round_trip
+from renderchaos_proxy.client import ToxiproxyClient
+from renderchaos_proxy.server import ServerThread
+
+ERROR_CT = "text/plain; charset=utf-8"
+
+
+@pytest.fixture
+def http(proxy_server: ServerThread, api: ToxiproxyClient):
+    with httpx.Client(base_url=proxy_server.url, timeout=5) as client:
+        yield client
+
+
+def assert_error(response: httpx.Response, status: int, message: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == ERROR_CT
+    assert response.text.endswith("\n")
+    assert json.loads(response.text) == {"error": message, "status": status}
+
+
+def test_version(http):
+    r = http.get("/version")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json;charset=utf-8"
+    assert r.json() == {"version": "2.12.0"}
+
+
+@pytest.mark.parametrize("path", ["/version", "/proxies", "/nope", "/proxies/missing"])
+def test_every_response_has_request_id(http, path):
+    r = http.get(path)
+    assert len(r.headers["x-toxiproxy-request-id"]) >= 16
+
+
+def test_browser_user_agent_refused(http):
+    r = http.get("/proxies", headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})
+    assert r.status_code == 403
+    assert r.text == "User agent not allowed\n"
+    assert r.headers["content-type"] == ERROR_CT
+    assert "x-toxiproxy-request-id" in r.headers
+
+
+def test_put_proxies_is_405_with_empty_body(http):
+    r = http.put("/proxies", json={})
+    assert r.status_code == 405
+    assert r.content == b""
+
+
+def test_unknown_path_404(http):
+    r = http.get("/nothing/here")
+    assert r.status_code == 404
+
+
+def test_create_get_list_delete(http, echo: Upstream):
+    r = http.post("/proxies", json={"name": "a", "listen": "127.0.0.1:0", "upstream": echo.address})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["name"] == "a" and body["upstream"] == echo.address and body["enabled"] is True
+    assert body["toxics"] == []
+    host, port = body["listen"].rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0  # port 0 -> ephemeral, returned
+    assert http.get("/proxies/a").json() == body
+    listing = http.get("/proxies").json()
+    assert set(listing) == {"a"} and listing["a"]["listen"] == body["listen"]
+    r = http.delete("/proxies/a")
+    assert r.status_code == 204 and r.content == b""
+    assert_error(http.delete("/proxies/a"), 404, "proxy not found")
+    assert_error(http.get("/proxies/a"), 404, "proxy not found")
+
+
+def test_create_errors(http, echo: Upstream):
+    assert_error(http.post("/proxies", json={"upstream": echo.address}), 400, "missing required field: name")
+    assert_error(http.post("/proxies", json={"name": "x"}), 400, "missing required field: upstream")
+    r = http.post("/proxies", content=b"{not json")
+    assert r.status_code == 400 and json.loads(r.text)["error"].startswith("bad request body")
+    ok = {"name": "dup", "listen": "127.0.0.1:0", "upstream": echo.address}
+    assert http.post("/proxies", json=ok).status_code == 201
+    assert_error(http.post("/proxies", json=ok), 409, "proxy already exists")
+
+
+def test_create_unusable_listen_is_500(http, echo: Upstream):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        port = busy.getsockname()[1]
+        r = http.post("/proxies", json={"name": "busy", "listen": f"127.0.0.1:{port}", "upstream": echo.address})
+        assert r.status_code == 500
+        assert "listen tcp" in json.loads(r.text)["error"]
+        assert http.get("/proxies/busy").status_code == 404
+    finally:
+        busy.close()
+
+
+def test_create_disabled_does_not_listen(http, echo: Upstream):
+    r = http.post("/proxies", json={"name": "off", "listen": "127.0.0.1:0", "upstream": echo.address, "enabled": False})
+    assert r.status_code == 201 and r.json()["enabled"] is False
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_update_enabled_and_upstream(http, echo: Upstream, make_upstream, method):
+    from proxy_helpers import echo_handler
+
+    other = make_upstream(echo_handler)
+    created = http.post("/proxies", json={"name": "u", "listen": "127.0.0.1:0", "upstream": echo.address}).json()
+    r = http.request(method, "/proxies/u", json={"enabled": False})
+    assert r.status_code == 200 and r.json()["enabled"] is False and r.json()["listen"] == created["listen"]
+    r = http.request(method, "/proxies/u", json={"enabled": True, "upstream": other.address})
+    assert r.status_code == 200 and r.json()["upstream"] == other.address and r.json()["enabled"] is True
+    assert_error(http.request(method, "/proxies/nope", json={"enabled": True}), 404, "proxy not found")
+
+
+def test_toxic_crud(http, echo_proxy):
+    base = f"/proxies/{echo_proxy.name}/toxics"
+    r = http.post(base, json={"type": "latency", "attributes": {"latency": 10}})
+    assert r.status_code == 200  # 200, not 201: Toxiproxy's quirk
+    assert r.json() == {
+        "name": "latency_downstream", "type": "latency", "stream": "downstream", "toxicity": 1.0,
+        "attributes": {"latency": 10, "jitter": 0},
+    }
+    assert http.get(base).json() == [r.json()]
+    assert http.get(f"{base}/latency_downstream").json() == r.json()
+    assert http.get(f"/proxies/{echo_proxy.name}").json()["toxics"] == [r.json()]
+    r = http.patch(f"{base}/latency_downstream", json={"attributes": {"jitter": 3}, "toxicity": 0.5, "type": "x"})
+    assert r.status_code == 200
+    assert r.json()["attributes"] == {"latency": 10, "jitter": 3}  # merged, type unchanged
+    assert r.json()["toxicity"] == 0.5 and r.json()["type"] == "latency"
+    r = http.post(f"{base}/latency_downstream", json={"attributes": {"latency": 20}})
+    assert r.json()["attributes"] == {"latency": 20, "jitter": 3}
+    assert http.delete(f"{base}/latency_downstream").status_code == 204
+    assert http.get(base).json() == []
+
+
+def test_toxic_defaults_and_names(http, echo_proxy):
+    base = f"/proxies/{echo_proxy.name}/toxics"
+    r = http.post(base, json={"type": "limit_data", "stream": "upstream"})
+    assert r.json() == {"name": "limit_data_upstream", "type": "limit_data", "stream": "upstream",
+                        "toxicity": 1.0, "attributes": {"bytes": 0}}
+    r = http.post(base, json={"name": "mine", "type": "slicer", "toxicity": 0})
+    assert r.json()["name"] == "mine" and r.json()["toxicity"] == 0
+    assert r.json()["attributes"] == {"average_size": 0, "size_variation": 0, "delay": 0}
+
+
+def test_toxic_errors(http, echo_proxy):
+    base = f"/proxies/{echo_proxy.name}/toxics"
+    assert_error(http.post(base, json={"type": "nope"}), 400, "invalid toxic type")
+    assert_error(http.post(base, json={"type": "latency", "stream": "sideways"}), 400,
+                 "stream was invalid, can be either upstream or downstream")
+    r = http.post(base, content=b"[")
+    assert r.status_code == 400 and json.loads(r.text)["error"].startswith("bad request body")
+    r = http.post(base, json={"type": "latency", "attributes": {"latency": "slow"}})
+    assert r.status_code == 400 and json.loads(r.text)["error"].startswith("bad request body")
+    assert http.post(base, json={"type": "latency"}).status_code == 200
+    assert_error(http.post(base, json={"type": "latency"}), 409, "toxic already exists")
+    assert_error(http.get(f"{base}/missing"), 404, "toxic not found")
+    assert_error(http.post(f"{base}/missing", json={}), 404, "toxic not found")
+    assert_error(http.delete(f"{base}/missing"), 404, "toxic not found")
+    assert_error(http.get("/proxies/missing/toxics"), 404, "proxy not found")
+    assert_error(http.post("/proxies/missing/toxics", json={"type": "latency"}), 404, "proxy not found")
+
+
+def test_populate(http, echo: Upstream, make_upstream):
+    from proxy_helpers import echo_handler
+
+    other = make_upstream(echo_handler)
+    first = http.post("/populate", json=[
+        {"name": "keep", "listen": "127.0.0.1:0", "upstream": echo.address},
+        {"name": "change", "listen": "127.0.0.1:0", "upstream": echo.address},
+    ])
+    assert first.status_code == 201 and first.headers["content-type"].startswith("application/json")
+    listens = {p["name"]: p["listen"] for p in first.json()["proxies"]}
+    http.post("/proxies/keep/toxics", json={"type": "latency"})
+    http.post("/proxies/change/toxics", json={"type": "latency"})
+    second = http.post("/populate", json=[
+        {"name": "keep", "listen": listens["keep"], "upstream": echo.address},
+        {"name": "change", "listen": listens["change"], "upstream": other.address},
+        {"name": "new", "listen": "127.0.0.1:0", "upstream": echo.address, "enabled": False},
+    ])
+    assert second.status_code == 201
+    by_name = {p["name"]: p for p in second.json()["proxies"]}
+    assert len(by_name["keep"]["toxics"]) == 1  # unchanged: kept with its toxics
+    assert by_name["change"]["toxics"] == [] and by_name["change"]["upstream"] == other.address
+    assert by_name["new"]["enabled"] is False
+    assert len(http.get("/proxies/keep/toxics").json()) == 1
+
+
+def test_populate_validates_everything_first(http, echo: Upstream):
+    r = http.post("/populate", json=[
+        {"name": "ok", "listen": "127.0.0.1:0", "upstream": echo.address},
+        {"name": "bad", "listen": "127.0.0.1:0"},
+    ])
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json() == {"error": "missing required field: upstream at proxy 2", "status": 400, "proxies": None}
+    assert http.get("/proxies").json() == {}  # nothing was created
+    r = http.post("/populate", content=b"{")
+    assert r.status_code == 400 and r.json()["proxies"] is None
+
+
+def test_reset(http, echo_proxy):
+    http.post(f"/proxies/{echo_proxy.name}/toxics", json={"type": "latency"})
+    http.post(f"/proxies/{echo_proxy.name}", json={"enabled": False})
+    r = http.post("/reset")
+    assert r.status_code == 204 and r.content == b""
+    after = http.get(f"/proxies/{echo_proxy.name}").json()
+    assert after["enabled"] is True and after["toxics"] == []
+    with connect(echo_proxy) as sock:
+        assert round_trip(sock) == b"ping"
+
+
+def test_metrics(http, echo_proxy):
+    with connect(echo_proxy) as sock:
+        assert round_trip(sock, b"12345") == b"12345"
+    r = http.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    labels = (f'listener="{echo_proxy.listen}",proxy="echo",upstream="{echo_proxy.upstream}"')
+    for kind in ("received", "sent"):
+        for direction in ("upstream", "downstream"):
+            line = f'toxiproxy_proxy_{kind}_bytes_total{{direction="{direction}",{labels}}} 5'
+            assert line in r.text.splitlines(), r.text
+
+
+def test_keep_alive_and_http10(proxy_server: ServerThread, api):
+    with socket.create_connection((proxy_server.host, proxy_server.port), timeout=5) as sock:
+        sock.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\nGET /version HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 2
