@@ -35,6 +35,10 @@ VARIANTS: dict[str, str] = {
     "provider_no_key_rotation": "client stays on a rate-limited key instead of rotating (ai.provider_rate_limit)",
     "provider_no_deadline": "client ignores the task deadline, waits on a slow provider (queue.task_timeout)",
     # --- live recording (refstack/live) ---
+    "live_blocklist_beats_allowlist": "a blocklisted IP is cut even when allowlisted (live.encoder_blacklisted)",
+    "live_no_backup_recording": "ingest keeps no local backup recording (live.encoder_blacklisted)",
+    "live_no_alert": "no encoder_unreachable alert when an encoder loses the stream (live.encoder_blacklisted)",
+    "live_no_reconnect": "encoder gives up after its connection is cut/refused (live.encoder_blacklisted/restart)",
 }
 
 
