@@ -1,0 +1,254 @@
+"""Images: official names by default, local builds from Debian packages where no registry answers.
+
+Every locally built image is tagged ``localhost/renderchaos/<service>:<recipe hash>``. The hash
+covers the recipe folder (``images/<service>/``), the base recipe and, for the app image, the
+pinned requirements; a warm run finds the tag and builds nothing. Cold builds run two at a time
+and print progress every few seconds (they take minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from renderchaos.engine.engine import Engine
+from renderchaos.errors import ConfigError, ImageBuildError
+
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+LOG_DIR = Path.home() / ".cache" / "renderchaos" / "build-logs"
+LOCAL_PREFIX = "localhost/renderchaos"
+OFFICIAL_BASE = "docker.io/library/debian:bookworm-slim"
+PULL_TIMEOUT_S = 120.0
+BUILD_TIMEOUT_S = 900.0
+
+Progress = Callable[[str], None]
+
+
+def _stderr_progress(line: str) -> None:
+    print(f"[renderchaos] {line}", file=sys.__stderr__, flush=True)
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    service: str
+    official: str | None  # image name in a public registry, if one exists
+    needs_wheelhouse: bool = False
+
+    @property
+    def context(self) -> Path:
+        return IMAGES_DIR / self.service
+
+
+RECIPES: dict[str, ImageRecipe] = {
+    r.service: r
+    for r in (
+        ImageRecipe("postgres", "docker.io/library/postgres:15-bookworm"),
+        ImageRecipe("redis", "docker.io/library/redis:7-bookworm"),
+        ImageRecipe("rabbitmq", "docker.io/library/rabbitmq:3.12"),
+        ImageRecipe("app", None, needs_wheelhouse=True),
+    )
+}
+
+
+def _hash_paths(paths: Iterable[Path], extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(IMAGES_DIR)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def base_hash() -> str:
+    return _hash_paths([IMAGES_DIR / "base"])
+
+
+def recipe_hash(recipe: ImageRecipe) -> str:
+    return _hash_paths([recipe.context], extra=base_hash())
+
+
+@dataclass
+class ImageResolver:
+    """Maps each service to an image reference, pulling or building as needed."""
+
+    engine: Engine
+    progress: Progress = _stderr_progress
+    prefer_official: bool = True
+    overrides: dict[str, str] = field(default_factory=dict)
+    _registry_ok: bool | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    built: list[str] = field(default_factory=list)
+    build_seconds: float = 0.0
+
+    # -- engine calls --------------------------------------------------------------------
+    def _run(self, args: list[str], timeout: float, log: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+        out = open(log, "ab") if log else subprocess.PIPE  # noqa: SIM115
+        try:
+            return subprocess.run([self.engine.cli, *args], stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False)
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
+
+    def exists(self, ref: str) -> bool:
+        if self.engine.cli == "podman":
+            return self._run(["image", "exists", ref], 30).returncode == 0
+        return self._run(["image", "inspect", ref], 30).returncode == 0
+
+    def try_pull(self, ref: str) -> bool:
+        with self._lock:
+            if self._registry_ok is False:
+                return False
+        t0 = time.monotonic()
+        proc = self._run(["pull", "-q", ref], PULL_TIMEOUT_S)
+        ok = proc.returncode == 0
+        if not ok:
+            with self._lock:
+                self._registry_ok = False
+            self.progress(f"no registry: pulling {ref} failed in {time.monotonic() - t0:.1f}s; "
+                          "building equivalents from Debian packages")
+        return ok
+
+    # -- resolution ------------------------------------------------------------------------
+    def resolve(self, services: Iterable[str]) -> dict[str, str]:
+        services = list(dict.fromkeys(services))
+        unknown = [s for s in services if s not in RECIPES and s not in self.overrides]
+        if unknown:
+            raise ConfigError(f"no image recipe for service(s) {unknown}; known: {sorted(RECIPES)}")
+        refs: dict[str, str] = {}
+        to_build: list[ImageRecipe] = []
+        for svc in services:
+            if svc in self.overrides:
+                ref = self.overrides[svc]
+                if not self.exists(ref) and not self.try_pull(ref):
+                    raise ConfigError(f"image {ref} configured for {svc} is neither present nor pullable; "
+                                      f"fix the override or drop it to use the built-in recipe")
+                refs[svc] = ref
+                continue
+            recipe = RECIPES[svc]
+            local = f"{LOCAL_PREFIX}/{svc}:{recipe_hash(recipe)}"
+            if self.exists(local):
+                refs[svc] = local
+            elif self.prefer_official and recipe.official and (
+                    self.exists(recipe.official) or self.try_pull(recipe.official)):
+                refs[svc] = recipe.official
+            else:
+                refs[svc] = local
+                to_build.append(recipe)
+        if to_build:
+            self._build_all(to_build)
+        return refs
+
+    def _build_all(self, recipes: list[ImageRecipe]) -> None:
+        t0 = time.monotonic()
+        names = ", ".join(r.service for r in recipes)
+        self.progress(f"cold start: building images {names} (about 2-5 minutes, two at a time; "
+                      "cached by recipe hash, so later runs skip this)")
+        base = self._ensure_base()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(self._build, r, base) for r in recipes]
+            errors = [f.exception() for f in futures if f.exception()]
+        self.build_seconds += time.monotonic() - t0
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+        self.progress(f"images built in {time.monotonic() - t0:.0f}s")
+
+    def _ensure_base(self) -> str:
+        local = f"{LOCAL_PREFIX}/base:{base_hash()}"
+        if self.exists(local):
+            return local
+        if self.exists(OFFICIAL_BASE) or self.try_pull(OFFICIAL_BASE):
+            return OFFICIAL_BASE
+        if not shutil.which("mmdebstrap"):
+            raise ImageBuildError("no registry and no mmdebstrap to build a Debian base image; "
+                                  "run `bash scripts/setup.sh` (it installs mmdebstrap)")
+        with tempfile.TemporaryDirectory(prefix="renderchaos-build-") as tmp:
+            tar = Path(tmp) / "rootfs.tar"
+            log = _logfile("base")
+            with self._ticker("base (mmdebstrap bookworm)", log):
+                proc = subprocess.run(["bash", str(IMAGES_DIR / "base" / "recipe.sh"), str(tar)],
+                                      stdout=log.open("wb"), stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+                if proc.returncode != 0:
+                    raise ImageBuildError(f"building the base rootfs failed (exit {proc.returncode}):\n"
+                                          f"{_tail(log)}\nIs deb.debian.org reachable? Re-run to retry.")
+                proc2 = self._run(["import", str(tar), local], BUILD_TIMEOUT_S, log)
+                if proc2.returncode != 0:
+                    raise ImageBuildError(f"importing the base image failed:\n{_tail(log)}")
+        return local
+
+    def _build(self, recipe: ImageRecipe, base: str) -> None:
+        tag = f"{LOCAL_PREFIX}/{recipe.service}:{recipe_hash(recipe)}"
+        with tempfile.TemporaryDirectory(prefix="renderchaos-build-") as tmp:
+            ctx = Path(tmp) / "ctx"
+            shutil.copytree(recipe.context, ctx)
+            log = _logfile(recipe.service)
+            with self._ticker(recipe.service, log):
+                if recipe.needs_wheelhouse:
+                    self._wheelhouse(ctx, log)
+                proc = self._run(["build", "--network", "host", "--build-arg", f"BASE={base}",
+                                  "--label", f"renderchaos.recipe={recipe_hash(recipe)}",
+                                  "-t", tag, str(ctx)], BUILD_TIMEOUT_S, log)
+            if proc.returncode != 0:
+                raise ImageBuildError(
+                    f"building image {tag} failed (exit {proc.returncode}); last lines:\n{_tail(log)}\n"
+                    f"Fix images/{recipe.service}/ and re-run; the cache is keyed by the recipe hash.",
+                    service=recipe.service)
+        self.built.append(recipe.service)
+
+    def _wheelhouse(self, ctx: Path, log: Path) -> None:
+        wheels = ctx / "wheelhouse"
+        wheels.mkdir()
+        shutil.copy(ctx / "requirements.txt", wheels / "requirements.txt")
+        with log.open("ab") as out:
+            proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+                                   "-w", str(wheels), "-r", str(ctx / "requirements.txt")],
+                                  stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise ImageBuildError(f"building the wheelhouse for the app image failed:\n{_tail(log)}\n"
+                                  "Is PyPI reachable (pip config)? Re-run to retry.")
+
+    class _Ticker:
+        def __init__(self, resolver: "ImageResolver", what: str, log: Path) -> None:
+            self.r, self.what, self.log = resolver, what, log
+            self.stop = threading.Event()
+            self.t0 = time.monotonic()
+
+        def __enter__(self) -> None:
+            self.r.progress(f"building {self.what} (log: {self.log})")
+            threading.Thread(target=self._tick, daemon=True).start()
+
+        def _tick(self) -> None:
+            while not self.stop.wait(15):
+                self.r.progress(f"  ... {self.what}: {time.monotonic() - self.t0:.0f}s")
+
+        def __exit__(self, *exc: object) -> None:
+            self.stop.set()
+            if exc[0] is None:
+                self.r.progress(f"built {self.what} in {time.monotonic() - self.t0:.0f}s")
+
+    def _ticker(self, what: str, log: Path) -> "ImageResolver._Ticker":
+        return ImageResolver._Ticker(self, what, log)
+
+
+def _logfile(what: str) -> Path:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / f"{what}.log"
+    log.write_bytes(b"")
+    return log
+
+
+def _tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,111 @@
+"""Remove everything a run created, by its label, even if the run is SIGKILLed.
+
+``Reaper.start(run_id, cli)`` forks a detached watcher (its own session, so Ctrl-C in
+the terminal does not reach it) that blocks reading a pipe whose only write end this
+process holds. When this process exits for any reason, including SIGKILL, the kernel
+closes the write end, the watcher reads EOF and sweeps:
+
+* containers labelled ``renderchaos.run=<id>`` (``rm -f -v``: also anonymous volumes),
+* volumes with that label, then again after a short delay (an xdist worker may have been
+  creating one at the moment of the kill),
+* the run's temp directory,
+* the Podman API service, if we started it and no other live run uses it.
+
+``python -m renderchaos.stack.reaper sweep RUN_ID`` runs the same sweep by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from renderchaos.stack.context import LABEL_RUN, run_tmp_root
+
+
+def sweep(run_id: str, cli: str = "podman") -> list[str]:
+    """Remove the run's containers, volumes and temp dir; return what was removed."""
+    removed: list[str] = []
+    label = f"label={LABEL_RUN}={run_id}"
+    try:
+        ids = subprocess.run([cli, "ps", "-aq", "--filter", label], capture_output=True,
+                             text=True, timeout=30).stdout.split()
+        if ids:
+            subprocess.run([cli, "rm", "-f", "-v", "-t", "0", *ids], capture_output=True, timeout=60)
+            removed += [f"container {i}" for i in ids]
+        vols = subprocess.run([cli, "volume", "ls", "-q", "--filter", label], capture_output=True,
+                              text=True, timeout=30).stdout.split()
+        if vols:
+            subprocess.run([cli, "volume", "rm", "-f", *vols], capture_output=True, timeout=60)
+            removed += [f"volume {v}" for v in vols]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"renderchaos reaper: engine call failed: {exc}", file=sys.stderr)
+    tmp = run_tmp_root(run_id)
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(f"dir {tmp}")
+    return removed
+
+
+@dataclass
+class Reaper:
+    run_id: str
+    pid: int
+    write_fd: int
+
+    @classmethod
+    def start(cls, run_id: str, cli: str) -> "Reaper":
+        read_fd, write_fd = os.pipe()  # both non-inheritable by default
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "renderchaos.stack.reaper", "watch", run_id, "--cli", cli],
+            stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+        )
+        os.close(read_fd)
+        return cls(run_id, proc.pid, write_fd)
+
+    def release(self) -> None:
+        """Normal end: closing our end makes the watcher sweep once more and exit."""
+        try:
+            os.close(self.write_fd)
+        except OSError:
+            pass
+
+
+def _watch(run_id: str, cli: str) -> None:
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    sweep(run_id, cli)
+    time.sleep(1.0)  # scheduled second pass: a worker may have been creating a container  # noqa
+    sweep(run_id, cli)
+    try:
+        from renderchaos.engine.engine import release_user
+
+        release_user(run_id)
+    except Exception:  # noqa: BLE001 - best effort; the service is harmless if left
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m renderchaos.stack.reaper")
+    parser.add_argument("command", choices=["watch", "sweep"])
+    parser.add_argument("run_id")
+    parser.add_argument("--cli", default="podman")
+    args = parser.parse_args(argv)
+    if args.command == "watch":
+        _watch(args.run_id, args.cli)
+    else:
+        for item in sweep(args.run_id, args.cli):
+            print(f"removed {item}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
