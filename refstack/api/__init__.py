@@ -1,0 +1,1 @@
+"""HTTP API of the reference stack: ``python -m refstack.api``; ``create_app`` for tests."""

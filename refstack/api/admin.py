@@ -1,0 +1,234 @@
+"""Admin API for the harness: users, keys, credits, tokens, ledgers, job records, leak tasks.
+
+Every route needs ``Authorization: Bearer $ADMIN_TOKEN``; errors use the
+render-API envelope. Documented in refstack/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+
+from refstack.api.errors import ApiError, invalid, not_found
+from refstack.db import ops
+from refstack.db.schema import JOB_STATUSES, api_keys, credits, jobs, users
+from refstack.worker.celery_app import TASK_LEAK
+
+LEAK_KEY = "refstack:leak:observations"
+
+
+def _uuid(raw: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, TypeError):
+        raise not_found(what) from None
+
+
+def _int_field(data: dict, key: str, default: int | None, lo: int = 0, hi: int = 10**12) -> int | None:
+    val = data.get(key, default)
+    if val is None:
+        return None
+    if isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= hi:
+        raise invalid(key, f"{key} must be an integer in [{lo}, {hi}]")
+    return val
+
+
+def job_admin_view(row: Any) -> dict[str, Any]:
+    out = ops.job_public(row)
+    out.update({"user_id": str(row.user_id), "params": row.params, "result": row.result,
+                "output_path": row.output_path, "output_bytes": row.output_bytes, "worker": row.worker,
+                "conversation_id": str(row.conversation_id) if row.conversation_id else None})
+    return out
+
+
+def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callable) -> None:
+    settings = svc.settings
+
+    async def body(request: Request) -> dict[str, Any]:
+        if not (await request.body()).strip():
+            return {}
+        return await read_json(request, settings.max_body_bytes)
+
+    @app.post("/admin/users", status_code=201)
+    async def create_user(request: Request):
+        require_admin(svc, request)
+        data = await body(request)
+        balance = _int_field(data, "credits", 1000)
+        for key in ("name", "phone", "password"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise invalid(key, f"{key} must be a string")
+        new = await run_in_threadpool(svc.tx, lambda conn: ops.create_user(
+            conn, name=data.get("name") or "", phone=data.get("phone"), password=data.get("password"),
+            balance=balance))
+        return JSONResponse({"user_id": str(new.user_id), "key_id": str(new.key_id), "api_key": new.api_key,
+                             "phone": new.phone, "password": new.password, "credits": new.credits}, status_code=201)
+
+    @app.get("/admin/users/{user_id}")
+    def get_user(user_id: str, request: Request):
+        require_admin(svc, request)
+        uid = _uuid(user_id, "user")
+
+        def tx(conn):
+            user = conn.execute(select(users).where(users.c.id == uid)).first()
+            if user is None:
+                return None
+            balance = conn.execute(select(credits.c.balance).where(credits.c.user_id == uid)).scalar()
+            keys = conn.execute(select(api_keys).where(api_keys.c.user_id == uid).order_by(api_keys.c.created_at)).all()
+            return user, balance, keys
+
+        found = svc.tx(tx)
+        if found is None:
+            raise not_found("user")
+        user, balance, keys = found
+        return {"user_id": str(user.id), "name": user.name, "phone": user.phone, "credits": balance,
+                "keys": [{"key_id": str(k.id), "prefix": k.prefix, "deleted": k.deleted_at is not None}
+                         for k in keys]}
+
+    @app.post("/admin/users/{user_id}/keys", status_code=201)
+    def new_key(user_id: str, request: Request):
+        require_admin(svc, request)
+        uid = _uuid(user_id, "user")
+        rotate = request.query_params.get("rotate") in ("1", "true")
+
+        def tx(conn):
+            if conn.execute(select(users.c.id).where(users.c.id == uid)).first() is None:
+                return None
+            revoked = ops.delete_user_keys(conn, uid) if rotate else 0
+            key_id, key = ops.create_api_key(conn, uid)
+            return key_id, key, revoked
+
+        made = svc.tx(tx)
+        if made is None:
+            raise not_found("user")
+        return JSONResponse({"key_id": str(made[0]), "api_key": made[1], "deleted_keys": made[2]}, status_code=201)
+
+    @app.delete("/admin/keys/{key_id}")
+    def delete_key(key_id: str, request: Request):
+        require_admin(svc, request)
+        kid = _uuid(key_id, "key")
+        if not svc.tx(lambda conn: ops.delete_api_key(conn, kid)):
+            raise not_found("key")
+        return {"key_id": key_id, "deleted": True}
+
+    @app.put("/admin/users/{user_id}/credits")
+    async def set_credits(user_id: str, request: Request):
+        require_admin(svc, request)
+        uid = _uuid(user_id, "user")
+        data = await body(request)
+        balance = _int_field(data, "credits", None)
+        if balance is None:
+            raise invalid("credits", "credits is required")
+        new = await run_in_threadpool(svc.tx, lambda conn: ops.set_balance(conn, uid, balance))
+        if new is None:
+            raise not_found("user")
+        return {"user_id": user_id, "credits": new}
+
+    @app.post("/admin/users/{user_id}/tokens", status_code=201)
+    async def issue_token(user_id: str, request: Request):
+        """``{"expired": true}`` issues a token that expired a minute ago (api.auth expired-token case)."""
+        require_admin(svc, request)
+        uid = _uuid(user_id, "user")
+        data = await body(request)
+        ttl = -60 if data.get("expired") else _int_field(data, "ttl_seconds", settings.token_ttl_seconds, 1)
+
+        def tx(conn):
+            if conn.execute(select(users.c.id).where(users.c.id == uid)).first() is None:
+                return None
+            return ops.issue_token(conn, uid, ttl)
+
+        issued = await run_in_threadpool(svc.tx, tx)
+        if issued is None:
+            raise not_found("user")
+        return JSONResponse({"access_token": issued[0], "expires_at": issued[1].isoformat()}, status_code=201)
+
+    @app.get("/admin/users/{user_id}/ledger")
+    def user_ledger(user_id: str, request: Request):
+        require_admin(svc, request)
+        uid = _uuid(user_id, "user")
+        return {"entries": svc.tx(lambda conn: ops.ledger(conn, user_id=uid))}
+
+    @app.get("/admin/jobs/{job_id}/ledger")
+    def job_ledger(job_id: str, request: Request):
+        require_admin(svc, request)
+        jid = _uuid(job_id, "job")
+        entries = svc.tx(lambda conn: ops.ledger(conn, job_id=jid))
+        return {"entries": entries, "charged": -sum(e["amount"] for e in entries if e["kind"] == "charge"),
+                "refunded": sum(e["amount"] for e in entries if e["kind"] == "refund")}
+
+    @app.get("/admin/jobs/{job_id}")
+    def admin_job(job_id: str, request: Request):
+        require_admin(svc, request)
+        jid = _uuid(job_id, "job")
+        row = svc.tx(lambda conn: ops.job_row(conn, jid))
+        if row is None:
+            raise not_found("job")
+        return job_admin_view(row)
+
+    @app.get("/admin/jobs")
+    def admin_jobs(request: Request):
+        """Filter by ``status``, ``kind``, ``user_id``; newest first; ``limit`` up to 1000."""
+        require_admin(svc, request)
+        q = request.query_params
+        stmt = select(jobs)
+        if q.get("status"):
+            statuses = q["status"].split(",")
+            if not set(statuses) <= set(JOB_STATUSES):
+                raise invalid("status", f"status must be among {', '.join(JOB_STATUSES)}")
+            stmt = stmt.where(jobs.c.status.in_(statuses))
+        if q.get("kind"):
+            stmt = stmt.where(jobs.c.kind == q["kind"])
+        if q.get("user_id"):
+            stmt = stmt.where(jobs.c.user_id == _uuid(q["user_id"], "user"))
+        try:
+            limit = int(q.get("limit", "100"))
+        except ValueError:
+            raise invalid("limit", "limit must be an integer") from None
+        stmt = stmt.order_by(jobs.c.created_at.desc()).limit(max(1, min(limit, 1000)))
+        rows = svc.tx(lambda conn: conn.execute(stmt).all())
+        return {"data": [job_admin_view(r) for r in rows]}
+
+    @app.get("/admin/stats")
+    def admin_stats(request: Request):
+        require_admin(svc, request)
+        rows = svc.tx(lambda conn: conn.execute(
+            select(jobs.c.kind, jobs.c.status, func.count()).group_by(jobs.c.kind, jobs.c.status)).all())
+        out: dict[str, dict[str, int]] = {}
+        for kind, status, n in rows:
+            out.setdefault(kind, {})[status] = n
+        return {"jobs": out}
+
+    @app.post("/admin/leak", status_code=202)
+    async def leak(request: Request):
+        """Publish ``count`` leak tasks that each keep ``mb`` MiB alive in the worker child (worker.memory_leak)."""
+        require_admin(svc, request)
+        data = await body(request)
+        count = _int_field(data, "count", 1, 1, 10000)
+        mb = _int_field(data, "mb", 5, 1, 512)
+
+        def send():
+            for _ in range(count):
+                svc.celery.send_task(TASK_LEAK, args=[mb], queue="maintenance", routing_key="maintenance",
+                                     retry=True, retry_policy={"max_retries": 1, "timeout": settings.publish_timeout},
+                                     delivery_mode=2)
+
+        try:
+            await run_in_threadpool(send)
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(503, "broker_unavailable", f"could not publish leak tasks: {exc}", retry_after=5) from exc
+        return JSONResponse({"published": count, "mb": mb}, status_code=202)
+
+    @app.get("/admin/leak")
+    def leak_observations(request: Request):
+        """What the leak tasks saw: ``[{pid, rss_mb, held_mb, tasks_in_child}]``, newest first."""
+        require_admin(svc, request)
+        try:
+            raw = svc.redis.lrange(LEAK_KEY, 0, 999)
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(503, "redis_unavailable", f"cannot read observations: {exc}", retry_after=2) from exc
+        return {"observations": [json.loads(r) for r in raw]}

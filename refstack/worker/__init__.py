@@ -1,0 +1,1 @@
+"""Celery workers of the reference stack: ``python -m refstack.worker``."""
