@@ -269,7 +269,7 @@ class _Render:
             try:
                 (work / "title.txt").write_text(s.title, encoding="utf-8")
                 if self.font_path:
-                    shutil.copyfile(self.font_path, work / "font.ttf")
+                    os.symlink(self.font_path, work / "font.ttf")  # short relative name, no escaping
             except OSError as exc:
                 self._os_error(exc, "preparing the work dir")
             names = []
