@@ -214,7 +214,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         def send():
             for _ in range(count):
                 svc.celery.send_task(TASK_LEAK, args=[mb], queue="maintenance", routing_key="maintenance",
-                                     retry=True, retry_policy={"max_retries": 1, "timeout": settings.publish_timeout},
+                                     retry=True, retry_policy={"max_retries": 1},
                                      delivery_mode=2)
 
         try:

@@ -71,6 +71,7 @@ class StateCollector(Collector):
                 recent = conn.execute(text(
                     "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs "
                     "WHERE kind = 'render' AND status IN ('completed', 'failed', 'timeout') "
+                    "AND error_code IS DISTINCT FROM 'broker_unavailable' "
                     f"AND finished_at > now() - interval '{SUCCESS_WINDOW}'")).one()
             up.add_metric(["database"], 1)
             jobs = GaugeMetricFamily("refstack_jobs", "jobs by kind and status", labels=["kind", "status"])

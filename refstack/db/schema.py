@@ -150,7 +150,8 @@ MIGRATION_LOCK_ID = 0x52_43_48_41  # "RCHA"
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema; safe to run from every process at once."""
     with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})  # session-level
+        conn.commit()
         try:
             with conn.begin():
                 metadata.create_all(conn, checkfirst=True)

@@ -16,6 +16,9 @@ Delivery guarantees (A §2, R §三.2):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -71,16 +74,38 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+_PUBLISHERS: ThreadPoolExecutor | None = None
+
+
+def _publishers() -> ThreadPoolExecutor:
+    global _PUBLISHERS
+    if _PUBLISHERS is None:
+        _PUBLISHERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="publish")
+    return _PUBLISHERS
+
+
 def publish(app: Celery, task: str, job_id: str, timeout: float) -> None:
-    """Send one job to its durable queue and wait for the broker's confirm; :class:`PublishError` if not."""
-    try:
+    """Send one job to its durable queue and wait for the broker's confirm; :class:`PublishError` if not.
+
+    The whole attempt (reconnect, one retry, publisher confirm) is bounded by
+    ``timeout``: a frozen or partitioned broker costs the client ``timeout``
+    seconds and a 503, never a hung request. A publish that completes after
+    we gave up is harmless: the job is already marked failed and the worker
+    skips terminal jobs.
+    """
+    def send() -> None:
         app.send_task(
             task, args=[job_id], queue=TASK_QUEUE[task], routing_key=TASK_QUEUE[task],
             retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
-                          "timeout": timeout},
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
             timeout=timeout, confirm_timeout=timeout, delivery_mode=2,
         )
+
+    future = _publishers().submit(send)
+    try:
+        future.result(timeout=timeout)
+    except FutureTimeout as exc:
+        future.cancel()
+        raise PublishError(f"broker did not confirm the job within {timeout:.1f}s (PUBLISH_TIMEOUT)") from exc
     except Exception as exc:  # kombu / amqp / socket errors all mean "not confirmed"
-        raise PublishError(f"broker did not accept the job within {timeout:.1f}s: "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise PublishError(f"broker did not accept the job: {type(exc).__name__}: {exc}") from exc
