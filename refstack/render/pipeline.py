@@ -336,7 +336,16 @@ def render(
     thread, e.g. Celery's SoftTimeLimitExceeded) kills the running ffmpeg
     group before it propagates.
     """
-    return _Render(spec, Path(output).absolute(), limits, on_progress, ffmpeg, ffprobe).execute()
+    job = _Render(spec, Path(output).absolute(), limits, on_progress, ffmpeg, ffprobe)
+    try:
+        return job.execute()
+    except StorageFull:
+        if not is_broken("render_complete_without_output"):
+            raise
+        # planted bug (R §八 "显示完成,但视频缺失"): a full volume is reported as a completed render
+        return RenderResult(output=job.output, encoder=job.encoder, requested_encoder=spec.encoder,
+                            encoder_fallback_reason=None, duration=spec.duration, size_bytes=0, segments=0,
+                            tolerant_retry=False, elapsed=time.monotonic() - job.start, peak_rss_kb=job.peak_rss)
 
 
 __all__ = ["ProgressCallback", "RenderError", "RenderResult", "check_readable", "render"]
