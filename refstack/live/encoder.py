@@ -144,8 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     broken.active()
     args = parse_args(argv)
     stop = threading.Event()
+
+    def terminate(*_: object) -> None:
+        stop.set()
+        raise SystemExit(0)  # interrupts a blocking recv; the session file is closed in finally
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, terminate)
     return run(args, stop)
 
 

@@ -153,6 +153,10 @@ class Alert:
     raised_at: float
     cleared_at: float | None = None
     cleared_because: str | None = None
+    states: list[str] = field(default_factory=list)  # encoder states seen while active
+
+    def __post_init__(self) -> None:
+        self.states = self.states or [self.reason]
 
     @property
     def active(self) -> bool:
@@ -282,8 +286,8 @@ class Live:
                 alert = Alert("encoder_unreachable", enc.ip, st.name, state, lost_at, now)
                 self.alerts[enc.ip] = alert
                 self.history.append(alert)
-            elif active is not None:
-                active.reason = state
+            elif active is not None and active.states[-1] != state:
+                active.states.append(state)  # e.g. blocked -> stalled while it reconnects
 
     def _clear(self, alert: Alert, now: float, why: str) -> None:
         alert.cleared_at, alert.cleared_because = now, why
