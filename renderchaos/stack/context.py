@@ -17,6 +17,7 @@ from pathlib import Path
 LABEL_RUN = "renderchaos.run"
 LABEL_STACK = "renderchaos.stack"
 LABEL_SERVICE = "renderchaos.service"
+LABEL_OWNER = "renderchaos.owner"  # the process that created it: run id + xdist worker
 TMP_PREFIX = "renderchaos-"
 
 
@@ -38,17 +39,19 @@ def run_tmp_root(run_id: str) -> Path:
 @dataclass
 class StackContext:
     run_id: str
-    stack_id: str  # unique on the machine: run id + xdist worker
+    stack_id: str  # unique on the machine: starts with the owner
+    owner: str = ""  # run id + xdist worker; defaults to the run id
     tmp_root: Path = field(init=False)
     _ports: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.owner = self.owner or self.run_id
         self.tmp_root = run_tmp_root(self.run_id) / self.stack_id
         self.tmp_root.mkdir(parents=True, exist_ok=True)
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LABEL_RUN: self.run_id, LABEL_STACK: self.stack_id}
+        return {LABEL_RUN: self.run_id, LABEL_OWNER: self.owner, LABEL_STACK: self.stack_id}
 
     def name(self, service: str) -> str:
         return f"rc-{self.stack_id}-{service}"

@@ -24,13 +24,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-from renderchaos.stack.context import LABEL_RUN, run_tmp_root
+from renderchaos.stack.context import LABEL_OWNER, LABEL_RUN, run_tmp_root
 
 
-def sweep(run_id: str, cli: str = "podman") -> list[str]:
-    """Remove the run's containers, volumes and temp dir; return what was removed."""
+def sweep(run_id: str, cli: str = "podman", owner: str | None = None) -> list[str]:
+    """Remove the containers, volumes and temp dirs of a run, or of one owner process in it."""
     removed: list[str] = []
-    label = f"label={LABEL_RUN}={run_id}"
+    label = f"label={LABEL_OWNER}={owner}" if owner else f"label={LABEL_RUN}={run_id}"
     try:
         ids = subprocess.run([cli, "ps", "-aq", "--filter", label], capture_output=True,
                              text=True, timeout=30).stdout.split()
@@ -44,29 +44,38 @@ def sweep(run_id: str, cli: str = "podman") -> list[str]:
             removed += [f"volume {v}" for v in vols]
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"renderchaos reaper: engine call failed: {exc}", file=sys.stderr)
-    tmp = run_tmp_root(run_id)
-    if tmp.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed.append(f"dir {tmp}")
+    root = run_tmp_root(run_id)
+    dirs = sorted(root.glob(f"{owner}*")) if owner else [root]
+    for d in dirs:
+        if d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(f"dir {d}")
+    if owner and root.exists() and not any(root.iterdir()):
+        root.rmdir()
     return removed
 
 
 @dataclass
 class Reaper:
     run_id: str
+    owner: str
     pid: int
     write_fd: int
 
     @classmethod
-    def start(cls, run_id: str, cli: str) -> "Reaper":
+    def start(cls, run_id: str, cli: str, owner: str | None = None) -> "Reaper":
+        """Watch this process; sweep ``owner``'s resources (or the whole run) when it ends."""
         read_fd, write_fd = os.pipe()  # both non-inheritable by default
+        args = [sys.executable, "-m", "renderchaos.stack.reaper", "watch", run_id, "--cli", cli]
+        if owner:
+            args += ["--owner", owner]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "renderchaos.stack.reaper", "watch", run_id, "--cli", cli],
+            args,
             stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )
         os.close(read_fd)
-        return cls(run_id, proc.pid, write_fd)
+        return cls(run_id, owner or run_id, proc.pid, write_fd)
 
     def release(self) -> None:
         """Normal end: closing our end makes the watcher sweep once more and exit."""
@@ -76,19 +85,19 @@ class Reaper:
             pass
 
 
-def _watch(run_id: str, cli: str) -> None:
+def _watch(run_id: str, cli: str, owner: str | None) -> None:
     try:
         while os.read(0, 4096):
             pass
     except OSError:
         pass
-    sweep(run_id, cli)
+    sweep(run_id, cli, owner)
     time.sleep(1.0)  # scheduled second pass: a worker may have been creating a container  # noqa
-    sweep(run_id, cli)
+    sweep(run_id, cli, owner)
     try:
         from renderchaos.engine.engine import release_user
 
-        release_user(run_id)
+        release_user(owner or run_id)
     except Exception:  # noqa: BLE001 - best effort; the service is harmless if left
         pass
 
@@ -98,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["watch", "sweep"])
     parser.add_argument("run_id")
     parser.add_argument("--cli", default="podman")
+    parser.add_argument("--owner", default=None, help="only what this owner (run-worker) created")
     args = parser.parse_args(argv)
     if args.command == "watch":
-        _watch(args.run_id, args.cli)
+        _watch(args.run_id, args.cli, args.owner)
     else:
-        for item in sweep(args.run_id, args.cli):
+        for item in sweep(args.run_id, args.cli, args.owner):
             print(f"removed {item}")
     return 0
 

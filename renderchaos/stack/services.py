@@ -56,6 +56,10 @@ class Service:
     def container_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def mounts_spec(self) -> dict[str, dict[str, str]]:
+        """Host path or named volume -> {"bind": container path, "mode": "ro"|"rw"}."""
+        return {}
+
     def readiness(self) -> Readiness:
         raise NotImplementedError
 
@@ -70,6 +74,8 @@ class Service:
             tc.with_command(self.command())
         for key, value in self.env.items():
             tc.with_env(key, value)
+        for source, mount in self.mounts_spec().items():
+            tc.with_volume_mapping(source, mount["bind"], mount["mode"])
         kwargs = {"network_mode": "host",
                   "labels": {**self.ctx.labels, LABEL_SERVICE: self.name}}
         kwargs.update(self.container_kwargs())
@@ -170,10 +176,12 @@ class Postgres(Service):
                     "POSTGRES_DB": self.database}
 
     def command(self) -> list[str]:
-        # Speed over durability across machine crashes: data survives process kills and
-        # container restarts (the page cache holds it), which is what the scenarios exercise.
+        # fsync=off trades durability across *machine* crashes for speed: a committed row is
+        # in the page cache, which survives SIGKILL and container restarts, the faults we
+        # inject. synchronous_commit stays on: off loses commits acknowledged just before a
+        # SIGKILL (measured), which would hide or fake "accepted job lost" results.
         return ["postgres", "-c", f"port={self.port}", "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                "-c", "fsync=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200"]
 
     def dsn(self, port: int | None = None) -> str:
@@ -209,10 +217,13 @@ class Redis(Service):
 
     def client(self) -> Any:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        # Bounded timeouts: a paused Redis made redis-py block 25 s with its defaults.
+        # Bounded timeouts and no hidden retries: a paused Redis made redis-py block 25 s
+        # with its defaults.
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
-                           socket_connect_timeout=2, retry_on_timeout=False)
+                           socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
     def readiness(self) -> Readiness:
         import redis
@@ -275,11 +286,14 @@ class AppService(Service):
     def command(self) -> list[str]:
         return ["python", "-m", self.module]
 
-    def container_kwargs(self) -> dict[str, Any]:
+    def mounts_spec(self) -> dict[str, dict[str, str]]:
         volumes = {str(CODE_ROOT / pkg): {"bind": f"{APP_CODE_MOUNT}/{pkg}", "mode": "ro"}
                    for pkg in self.mounts}
         volumes.update(self.volumes)
-        kwargs: dict[str, Any] = {"volumes": volumes, "user": APP_USER, "init": True}
+        return volumes
+
+    def container_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"user": APP_USER, "init": True}
         if self.mem_limit:
             kwargs["mem_limit"] = self.mem_limit
             kwargs["memswap_limit"] = self.mem_limit  # no swap: the limit is a real OOM line

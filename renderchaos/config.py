@@ -1,0 +1,170 @@
+"""Profiles, named timeouts and target files.
+
+A profile bundles a default marker selection, the named timeouts every wait uses and the
+stack size. It is chosen with ``--chaos-profile`` and printed in the report header.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from renderchaos.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Named deadlines (seconds). Every wait in the suite takes one of these."""
+
+    connect: float = 5.0  # one HTTP call to the target
+    stack_start: float = 90.0  # whole stack ready (warm images: ~10 s)
+    job_completion: float = 90.0  # an accepted job reaches a terminal state
+    detection: float = 20.0  # a fault's symptom becomes visible
+    recovery: float = 60.0  # steady state after the remedy
+
+    def scaled(self, factor: float) -> "Timeouts":
+        return Timeouts(*(getattr(self, f) * factor for f in self.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    markexpr: str  # applied when the user gave no -m
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    workers: int = 2  # render workers per stack
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("gate", "fast CI gate: quick, non-destructive scenarios", "gate"),
+        Profile("resilience", "pre-release run: slow and destructive scenarios too",
+                "gate or resilience", Timeouts(job_completion=180.0, detection=40.0, recovery=120.0)),
+        Profile("load", "Locust load test, alone and under faults", "load",
+                Timeouts(job_completion=300.0, recovery=120.0)),
+        Profile("all", "everything that can run against the target", "", Timeouts(job_completion=180.0)),
+    )
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} "
+                          "with --chaos-profile") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Target files: point the suite at an external deployment.
+
+KNOWN_CAPABILITIES = frozenset({
+    "render_api",  # /v1 render API with admin user creation
+    "ai_api",  # /api/v1 AI API
+    "metrics",  # /metrics in Prometheus format
+    "download",  # streaming download endpoint
+    "live",  # live recording admin API
+    "provider_control",  # switch the AI provider's behaviour
+    "fault_proxy",  # dependencies reachable through a Toxiproxy we control
+    "containers",  # we may kill / pause / restart the SUT's containers (reference stack only)
+    "database",  # direct read access to the SUT's database (ledger checks)
+    "assets",  # we can drop media files where the SUT reads its inputs
+    "broken_variants",  # can be restarted with a deliberately broken variant
+})
+
+
+@dataclass(frozen=True)
+class TargetFile:
+    name: str
+    api_url: str
+    admin_token: str
+    capabilities: frozenset[str]
+    database_dsn: str | None = None
+    toxiproxy_url: str | None = None
+    live_url: str | None = None
+    provider_control_url: str | None = None
+    metrics_url: str | None = None
+    routes: dict[str, str] = field(default_factory=dict)  # dependency -> toxiproxy proxy name
+    path: Path | None = None
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: str, where: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in os.environ:
+            raise ConfigError(f"{where} refers to ${{{m.group(1)}}} but that environment variable is unset; "
+                              "export it or write the value into the target file")
+        return os.environ[m.group(1)]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def ensure_loopback(url: str, where: str, allow_remote: bool = False) -> None:
+    """Refuse any target outside 127.0.0.0/8 (or ::1) unless explicitly allowed."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise ConfigError(f"{where}: {url!r} is not a URL with a host (expected e.g. http://127.0.0.1:8000)")
+    try:
+        addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None)}
+    except socket.gaierror as exc:
+        raise ConfigError(f"{where}: cannot resolve {host!r}: {exc}") from exc
+    remote = [a for a in addrs if not ipaddress.ip_address(a).is_loopback]
+    if remote and not allow_remote:
+        raise ConfigError(
+            f"{where}: {url} resolves to {sorted(remote)}, which is not loopback. renderchaos sends "
+            "fault and load traffic only to 127.0.0.0/8 unless you pass --chaos-allow-remote "
+            "for a deployment you own (reach staging through an SSH tunnel on 127.0.0.1 instead).")
+
+
+def load_target_file(path: Path, allow_remote: bool = False) -> TargetFile:
+    """Read and validate a target file (TOML, see docs in README)."""
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"target file {path} does not exist; pass --chaos-target PATH "
+                          "(see examples/target.example.toml)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"target file {path} is not valid TOML: {exc}") from exc
+    t = raw.get("target")
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: missing [target] table")
+    for key in ("name", "api_url", "admin_token"):
+        if not isinstance(t.get(key), str) or not t[key]:
+            raise ConfigError(f"{where}: [target] needs a string {key!r}")
+    caps = t.get("capabilities", ["render_api"])
+    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+        raise ConfigError(f"{where}: capabilities must be a list of strings")
+    unknown = set(caps) - KNOWN_CAPABILITIES
+    if unknown:
+        raise ConfigError(f"{where}: unknown capabilities {sorted(unknown)}; known: {sorted(KNOWN_CAPABILITIES)}")
+    if "containers" in caps or "broken_variants" in caps:
+        raise ConfigError(f"{where}: 'containers' and 'broken_variants' are only available on the "
+                          "reference stack; remove them from an external target")
+    urls = {k: _expand(t[k], f"{where} [target].{k}") for k in
+            ("api_url", "toxiproxy_url", "live_url", "provider_control_url", "metrics_url") if t.get(k)}
+    for key, url in urls.items():
+        ensure_loopback(url, f"{where} [target].{key}", allow_remote)
+    dsn = _expand(t["database_dsn"], f"{where} [target].database_dsn") if t.get("database_dsn") else None
+    routes = raw.get("routes", {})
+    if not isinstance(routes, dict):
+        raise ConfigError(f"{where}: [routes] must map dependency names to Toxiproxy proxy names")
+    return TargetFile(name=t["name"], api_url=urls["api_url"],
+                      admin_token=_expand(t["admin_token"], f"{where} [target].admin_token"),
+                      capabilities=frozenset(caps), database_dsn=dsn,
+                      toxiproxy_url=urls.get("toxiproxy_url"), live_url=urls.get("live_url"),
+                      provider_control_url=urls.get("provider_control_url"),
+                      metrics_url=urls.get("metrics_url"), routes=dict(routes), path=path)
+
+
+def with_timeouts(profile: Profile, factor: float) -> Profile:
+    return replace(profile, timeouts=profile.timeouts.scaled(factor)) if factor != 1.0 else profile

@@ -1,0 +1,184 @@
+"""Container-level faults: kill, stop/start, restart, freeze, memory limit and OOM, exec, ps.
+
+These act on one :class:`~renderchaos.stack.services.Service` of the reference stack (capability
+``containers``). Every call maps engine errors to :class:`FaultInjectionError` (an injection that
+fails must fail the test) and returns only when the engine confirms the new state.
+
+OOM: podman never sets ``State.OOMKilled`` here, so an OOM kill is detected from the container's
+memory cgroup (``memory.oom_control`` -> ``oom_kill N``, cgroup v1; ``memory.events`` ->
+``oom_kill N``, cgroup v2) while it runs, and from exit code 137 plus the last counter read once
+it has exited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from renderchaos.errors import FaultHealError, FaultInjectionError
+from renderchaos.wait import Deadline, Poll, wait_for
+
+if TYPE_CHECKING:
+    from renderchaos.stack.services import Service
+
+
+def _cli(service: "Service") -> str:
+    import shutil
+
+    return "podman" if shutil.which("podman") else "docker"
+
+
+def _engine(service: "Service", *args: str, timeout: float = 60.0, heal: bool = False) -> str:
+    cmd = [_cli(service), *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        err = FaultHealError if heal else FaultInjectionError
+        raise err(f"`{shlex.join(cmd)}` failed: {exc}", service=service.name) from exc
+    if proc.returncode != 0:
+        err = FaultHealError if heal else FaultInjectionError
+        raise err(f"`{shlex.join(cmd)}` exited {proc.returncode}: {proc.stderr.strip()[:500]}",
+                  service=service.name)
+    return proc.stdout
+
+
+def state(service: "Service") -> dict:
+    return service.state()
+
+
+def kill(service: "Service", signal: str = "SIGKILL", timeout: float = 10.0) -> int | None:
+    """Send ``signal`` to the container's main process; for SIGKILL, wait until it has exited and
+    return its exit code (137)."""
+    _engine(service, "kill", "--signal", signal, service.container_name)
+    if signal not in ("SIGKILL", "KILL", "9"):
+        return None
+    st = wait_for(lambda: (s := service.state()).get("Running") is False and s,
+                  what=f"{service.name} to exit after {signal}", timeout=timeout, poll=Poll(0.05))
+    return st.get("ExitCode")
+
+
+def stop(service: "Service", grace: float = 10.0) -> int | None:
+    """Graceful stop (SIGTERM/STOPSIGNAL, then SIGKILL after ``grace`` s); returns the exit code."""
+    _engine(service, "stop", "-t", str(int(grace)), service.container_name, timeout=grace + 30)
+    return service.state().get("ExitCode")
+
+
+def start(service: "Service", deadline: float | Deadline | None = 60.0) -> None:
+    """Start a stopped container and, when ``deadline`` is given, wait for its readiness check."""
+    _engine(service, "start", service.container_name, heal=True)
+    if deadline is not None:
+        service.wait_ready(deadline if isinstance(deadline, Deadline) else Deadline.after(deadline))
+
+
+def restart(service: "Service", deadline: float = 60.0) -> None:
+    stop(service, grace=5)
+    start(service, deadline)
+
+
+def pause(service: "Service") -> None:
+    """Freeze every process of the container (cgroup freezer): no CPU, sockets stay open."""
+    _engine(service, "pause", service.container_name)
+
+
+def unpause(service: "Service") -> None:
+    _engine(service, "unpause", service.container_name, heal=True)
+
+
+@contextlib.contextmanager
+def frozen(service: "Service") -> Iterator[None]:
+    """``with frozen(worker):`` pauses it and always unpauses on exit."""
+    pause(service)
+    try:
+        yield
+    finally:
+        unpause(service)
+
+
+@contextlib.contextmanager
+def stopped(service: "Service", ready_deadline: float = 60.0) -> Iterator[None]:
+    """``with stopped(db):`` stops it and always starts it again (and waits until ready)."""
+    stop(service)
+    try:
+        yield
+    finally:
+        start(service, ready_deadline)
+
+
+def set_memory_limit(service: "Service", limit: str) -> None:
+    """Change the memory limit of a running container (e.g. ``"96m"``); swap limited likewise."""
+    _engine(service, "update", "--memory", limit, "--memory-swap", limit, service.container_name)
+
+
+def _memory_cgroup(service: "Service") -> Path | None:
+    pid = service.state().get("Pid") or 0
+    if not pid:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+        if controllers == "" and len(lines) == 1:  # cgroup v2 unified
+            return Path("/sys/fs/cgroup") / path.lstrip("/")
+    return None
+
+
+def oom_kills(service: "Service") -> int:
+    """Kernel OOM kills inside the running container's memory cgroup so far."""
+    cg = _memory_cgroup(service)
+    if cg is None:
+        return 0
+    for name in ("memory.oom_control", "memory.events"):
+        f = cg / name
+        if f.exists():
+            for line in f.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    return 0
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+def exec_in(service: "Service", cmd: list[str], user: str | None = None) -> ExecResult:
+    """Run ``cmd`` inside the container and return its exit code and combined output."""
+    try:
+        code, out = service.container.exec_run(cmd, user=user or "", demux=False)
+    except Exception as exc:  # docker.errors.APIError and friends
+        raise FaultInjectionError(f"exec {cmd} in {service.name} failed: {exc}", service=service.name) from exc
+    return ExecResult(code, (out or b"").decode(errors="replace"))
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    stat: str
+    elapsed_s: int
+    args: str
+
+
+def processes(service: "Service") -> list[Proc]:
+    """Processes inside the container (needs ``ps`` in the image: the app image has procps)."""
+    res = exec_in(service, ["ps", "-eo", "pid=,ppid=,pgid=,stat=,etimes=,args="])
+    if res.exit_code != 0:
+        raise FaultInjectionError(f"ps in {service.name} exited {res.exit_code}: {res.output[:300]}",
+                                  service=service.name)
+    procs = []
+    for line in res.output.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6:
+            procs.append(Proc(int(parts[0]), int(parts[1]), int(parts[2]), parts[3], int(parts[4]), parts[5]))
+    return procs

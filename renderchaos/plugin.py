@@ -1,0 +1,325 @@
+"""renderchaos as a pytest plugin: the one entry point (``pytest11``).
+
+Options, ini keys and markers are declared here and nowhere else. Fixtures are thin:
+the classes behind them (engine, images, Stack, Target) work from a plain script.
+Plugin state lives on ``config.stash``; importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from renderchaos.config import Profile, get_profile, load_target_file, with_timeouts
+from renderchaos.errors import ConfigError, RenderChaosError
+from renderchaos.target import Target
+
+if TYPE_CHECKING:
+    from renderchaos.stack.context import StackContext
+    from renderchaos.stack.reaper import Reaper
+    from renderchaos.stack.stack import Stack
+
+MARKERS = {
+    "gate": "fast, non-destructive scenario: part of the CI gate",
+    "resilience": "slow or destructive scenario: part of the pre-release resilience run",
+    "load": "Locust load test (runs Locust in a subprocess)",
+    "slow": "takes more than ~30 s on a 2-core machine",
+    "scenario(id)": "the SCENARIOS.md id this test proves",
+    "needs(*capabilities)": "target capabilities the test requires; skipped (with the reason) when absent",
+    "stack(**options)": "the test needs its own reference stack with these StackConfig options",
+}
+
+
+@dataclass
+class ChaosState:
+    profile: Profile
+    seed: int
+    run_id: str
+    worker_id: str
+    reports_dir: Path
+    target_file: Path | None
+    allow_remote: bool
+    workers: int
+    broken: tuple[str, ...]
+    image_overrides: dict[str, str]
+    reaper: "Reaper | None" = None
+    images: dict[str, str] | None = None
+    cli: str = "podman"
+    contexts: int = 0
+    stacks: list["Stack"] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def owner(self) -> str:
+        return f"{self.run_id}-{self.worker_id}"
+
+
+STATE = pytest.StashKey[ChaosState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("renderchaos", "renderchaos: chaos and conformance suite")
+    group.addoption("--chaos-profile", default=None, metavar="NAME",
+                    help="named profile: gate (fast CI gate, default), resilience (slow and destructive "
+                         "scenarios too), load (Locust), all. Sets the default -m selection and the "
+                         "named timeouts; shown in the report header.")
+    group.addoption("--chaos-seed", type=int, default=None, metavar="N",
+                    help="seed for Faker data and fault schedules; printed in the header so any failure "
+                         "can be replayed with the same seed (default: random)")
+    group.addoption("--chaos-target", default=None, metavar="PATH",
+                    help="TOML file describing an external deployment to test instead of starting the "
+                         "reference stack in containers (see examples/target.example.toml)")
+    group.addoption("--chaos-allow-remote", action="store_true", default=False,
+                    help="allow a target outside 127.0.0.0/8 (a deployment you own); off by default")
+    group.addoption("--chaos-workers", type=int, default=None, metavar="N",
+                    help="render workers per reference stack (default: from the profile)")
+    group.addoption("--chaos-broken", default="", metavar="VARIANT[,VARIANT]",
+                    help="start the reference stack with deliberately broken variants "
+                         "(refstack.broken.VARIANTS), to prove scenarios can fail")
+    group.addoption("--chaos-image", action="append", default=[], metavar="SERVICE=IMAGE",
+                    help="use this image for a service (postgres, redis, rabbitmq, app) instead of the "
+                         "official name or the local build; repeatable")
+    group.addoption("--chaos-timeout-factor", type=float, default=None, metavar="X",
+                    help="multiply every named timeout (slow machines)")
+    group.addoption("--chaos-reports", default=None, metavar="DIR",
+                    help="where results.json, JUnit XML and HTML go (default: reports/ or the "
+                         "chaos_reports ini key)")
+    parser.addini("chaos_profile", "default profile when --chaos-profile is not given", default="gate")
+    parser.addini("chaos_reports", "default reports directory", default="reports")
+    parser.addini("chaos_timeout_factor", "default timeout multiplier", default="1.0")
+
+
+def _parse_images(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        svc, sep, ref = v.partition("=")
+        if not sep or not svc or not ref:
+            raise ConfigError(f"--chaos-image {v!r}: expected SERVICE=IMAGE, e.g. postgres=postgres:15")
+        out[svc] = ref
+    return out
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, help_ in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_}")
+    try:
+        profile_name = config.getoption("--chaos-profile") or config.getini("chaos_profile")
+        profile = get_profile(profile_name)
+        factor = config.getoption("--chaos-timeout-factor")
+        factor = float(config.getini("chaos_timeout_factor")) if factor is None else factor
+        if factor <= 0:
+            raise ConfigError(f"--chaos-timeout-factor must be > 0, got {factor}")
+        profile = with_timeouts(profile, factor)
+        workers = config.getoption("--chaos-workers")
+        workers = profile.workers if workers is None else workers
+        if workers < 1:
+            raise ConfigError(f"--chaos-workers must be >= 1, got {workers}")
+        images = _parse_images(config.getoption("--chaos-image"))
+        target_file = config.getoption("--chaos-target")
+        broken = tuple(b.strip() for b in config.getoption("--chaos-broken").split(",") if b.strip())
+        if broken and target_file:
+            raise ConfigError("--chaos-broken applies to the reference stack only; drop --chaos-target")
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # an xdist worker: the controller chose run id and seed
+        run_id, seed, worker_id = workerinput["chaos_run_id"], workerinput["chaos_seed"], workerinput["workerid"]
+    else:
+        from renderchaos.stack.context import new_run_id
+
+        run_id = new_run_id()
+        seed = config.getoption("--chaos-seed")
+        seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
+        worker_id = "main"
+    explicit = config.getoption("--chaos-profile") is not None
+    if explicit and not config.option.markexpr and profile.markexpr:
+        # The profile picks the selection only when named on the command line, and only
+        # when the user gave no -m of their own.
+        config.option.markexpr = profile.markexpr
+    reports = Path(config.getoption("--chaos-reports") or config.getini("chaos_reports"))
+    if not reports.is_absolute():
+        reports = Path(config.rootpath) / reports
+    config.stash[STATE] = ChaosState(
+        profile=profile, seed=seed, run_id=run_id, worker_id=worker_id, reports_dir=reports,
+        target_file=Path(target_file) if target_file else None,
+        allow_remote=config.getoption("--chaos-allow-remote"), workers=workers, broken=broken,
+        image_overrides=images)
+
+
+def pytest_configure_node(node: Any) -> None:  # xdist hook (controller side)
+    state = node.config.stash[STATE]
+    node.workerinput["chaos_run_id"] = state.run_id
+    node.workerinput["chaos_seed"] = state.seed
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    for stack in reversed(state.stacks):
+        stack.stop()
+    state.stacks.clear()
+    if state.reaper is not None:
+        from renderchaos.engine.engine import release_user
+        from renderchaos.stack.reaper import sweep
+
+        # The controller sweeps the whole run; an xdist worker only what it created.
+        sweep(state.run_id, state.cli, owner=None if state.worker_id == "main" else state.owner)
+        state.reaper.release()
+        release_user(state.owner)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
+    target = str(state.target_file) if state.target_file else "reference stack (containers)"
+    lines = [f"renderchaos: profile={state.profile.name} ({state.profile.description}) "
+             f"seed={state.seed} run={state.run_id}",
+             f"renderchaos: target={target} workers={state.workers}"
+             + (f" broken={','.join(state.broken)}" if state.broken else ""),
+             f"renderchaos: timeouts {state.profile.timeouts}"]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# Fixtures: thin wrappers over plain classes.
+
+@pytest.fixture(scope="session")
+def chaos_state(request: pytest.FixtureRequest) -> ChaosState:
+    return request.config.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def chaos_profile(chaos_state: ChaosState) -> Profile:
+    return chaos_state.profile
+
+
+@pytest.fixture(scope="session")
+def chaos_seed(chaos_state: ChaosState) -> int:
+    return chaos_state.seed
+
+
+@pytest.fixture
+def chaos_rng(chaos_seed: int, request: pytest.FixtureRequest) -> random.Random:
+    """A Random seeded from the run seed and the test id: same seed, same schedule."""
+    return random.Random(chaos_seed ^ zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def chaos_faker(chaos_seed: int, request: pytest.FixtureRequest) -> Any:
+    from faker import Faker
+
+    fake = Faker()
+    fake.seed_instance(chaos_seed ^ zlib.crc32(request.node.nodeid.encode()))
+    return fake
+
+
+def prepare_engine(state: ChaosState) -> dict[str, str]:
+    """Engine up, testcontainers pointed at it, reaper watching, images resolved (built once).
+
+    Returns the image reference of each service. Idempotent within a process.
+    """
+    if state.images is not None:
+        return state.images
+    from renderchaos.engine import ImageResolver, configure_testcontainers, find_engine
+    from renderchaos.engine.engine import STATE_DIR, register_user
+    from renderchaos.stack.reaper import Reaper
+
+    engine = find_engine()
+    configure_testcontainers(engine)
+    state.cli = engine.cli
+    register_user(state.owner, os.getpid())
+    if state.reaper is None:  # every process that creates containers gets its own watcher
+        owner = None if state.worker_id == "main" else state.owner
+        state.reaper = Reaper.start(state.run_id, engine.cli, owner)
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "images.lock", "w") as lock:  # one cold build at a time across workers
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state.images = ImageResolver(engine, overrides=state.image_overrides).resolve(
+            ["postgres", "redis", "rabbitmq", "app"])
+    return state.images
+
+
+def new_context(state: ChaosState) -> "StackContext":
+    """A fresh, labelled StackContext unique on the machine (run id + xdist worker + counter)."""
+    from renderchaos.stack.context import StackContext
+
+    state.contexts += 1
+    n = state.contexts
+    return StackContext(state.run_id, state.owner + (f"-{n}" if n > 1 else ""), owner=state.owner)
+
+
+def start_stack(state: ChaosState, **overrides: Any) -> "Stack":
+    """Start a reference stack for this run; registered for teardown at exit."""
+    from renderchaos.stack.stack import Stack, StackConfig
+
+    images = prepare_engine(state)
+    config = StackConfig(images=images, workers=state.workers, broken=state.broken,
+                         start_timeout=state.profile.timeouts.stack_start)
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise ConfigError(f"unknown stack option {key!r}; see renderchaos.stack.stack.StackConfig")
+        setattr(config, key, value)
+    stack = Stack(new_context(state), config)
+    stack.start()
+    state.stacks.append(stack)
+    return stack
+
+
+@pytest.fixture(scope="session")
+def chaos_images(chaos_state: ChaosState) -> dict[str, str]:
+    """Image reference per service, built or pulled once."""
+    try:
+        return prepare_engine(chaos_state)
+    except RenderChaosError as exc:
+        pytest.fail(f"container engine or images not available: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def chaos_context(chaos_state: ChaosState, chaos_images: dict[str, str]) -> "StackContext":
+    """A labelled StackContext for containers a test starts itself (reaped with the run)."""
+    return new_context(chaos_state)
+
+
+@pytest.fixture(scope="session")
+def chaos_stack(chaos_state: ChaosState) -> Iterator["Stack"]:
+    """The reference stack for this xdist worker (own ports, names, database, vhost)."""
+    if chaos_state.target_file:
+        pytest.skip("running against an external target (--chaos-target): no reference stack")
+    try:
+        stack = start_stack(chaos_state)
+    except RenderChaosError as exc:
+        pytest.fail(f"could not start the reference stack: {exc}", pytrace=False)
+    yield stack
+    stack.stop()
+    chaos_state.stacks.remove(stack)
+
+
+@pytest.fixture(scope="session")
+def chaos_target(chaos_state: ChaosState, request: pytest.FixtureRequest) -> Target:
+    """The system under test: an external deployment (--chaos-target) or the reference stack."""
+    if chaos_state.target_file:
+        try:
+            return Target.from_file(load_target_file(chaos_state.target_file, chaos_state.allow_remote))
+        except ConfigError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    return Target.from_stack(request.getfixturevalue("chaos_stack"))
+
+
+@pytest.fixture(autouse=True)
+def _chaos_needs(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("needs")
+    if marker is None:
+        return
+    target: Target = request.getfixturevalue("chaos_target")
+    target.require(*marker.args)  # MissingCapability is a pytest skip

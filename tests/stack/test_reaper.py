@@ -1,0 +1,108 @@
+"""Nothing left behind: a run interrupted by Ctrl-C or killed outright leaves no containers,
+volumes, temp dirs or processes of ours; two xdist workers get isolated resources."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from renderchaos.stack.context import LABEL_RUN, run_tmp_root
+from renderchaos.wait import Poll, wait_for
+
+INNER = '''
+import json, os
+from pathlib import Path
+from renderchaos.stack.services import Postgres, Redis
+from renderchaos.wait import Deadline, wait_for
+
+def _hold(chaos_context, chaos_images, tag):
+    services = [Redis(chaos_context, chaos_images["redis"]), Postgres(chaos_context, chaos_images["postgres"])]
+    for s in services:
+        s.start()
+    for s in services:
+        s.wait_ready(Deadline.after(60))
+    Path(os.environ["RC_MARKERS"], tag).write_text(json.dumps({
+        "run": chaos_context.run_id, "stack": chaos_context.stack_id, "pid": os.getpid(),
+        "ports": [s.port for s in services], "names": [s.container_name for s in services]}))
+    if os.environ.get("RC_HOLD"):
+        wait_for(lambda: False, what="the outer test to interrupt this run", timeout=180)
+
+def test_a(chaos_context, chaos_images):
+    _hold(chaos_context, chaos_images, "a")
+
+def test_b(chaos_context, chaos_images):
+    _hold(chaos_context, chaos_images, "b")
+'''
+
+
+def _containers(run_id: str) -> list[str]:
+    out = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter",
+                          f"label={LABEL_RUN}={run_id}"], capture_output=True, text=True, timeout=30)
+    return out.stdout.split()
+
+
+def _our_processes(run_id: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if run_id in line and "ps -eo" not in line]
+
+
+def _launch(tmp_path: Path, *args: str, hold: bool) -> tuple[subprocess.Popen[bytes], Path]:
+    (tmp_path / "test_inner.py").write_text(INNER)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = {**os.environ, "RC_MARKERS": str(markers), "PYTHONPATH": str(Path.cwd())}
+    if hold:
+        env["RC_HOLD"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "--rootdir", str(tmp_path), *args, str(tmp_path / "test_inner.py")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, markers
+
+
+def _assert_all_gone(run_id: str, within: float) -> float:
+    t0 = time.monotonic()
+    wait_for(lambda: not _containers(run_id), what=f"no containers labelled {LABEL_RUN}={run_id}",
+             timeout=within, poll=Poll(0.1))
+    gone = time.monotonic() - t0
+    wait_for(lambda: not _our_processes(run_id), what=f"no process mentioning run {run_id}",
+             timeout=within, poll=Poll(0.1))
+    wait_for(lambda: not run_tmp_root(run_id).exists(), what=f"{run_tmp_root(run_id)} removed",
+             timeout=within, poll=Poll(0.1))
+    return gone
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> None:
+    proc, markers = _launch(tmp_path, "-k", "test_a", hold=True)
+    try:
+        wait_for(lambda: (markers / "a").exists(), what="the inner run to start its containers",
+                 timeout=120, poll=Poll(0.2))
+        info = json.loads((markers / "a").read_text())
+        assert set(_containers(info["run"])) == set(info["names"])
+        proc.send_signal(sig)
+        gone = _assert_all_gone(info["run"], within=5.0)
+        print(f"{sig.name}: containers gone {gone:.2f}s after the signal")
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_two_xdist_workers_run_isolated_stacks(tmp_path: Path) -> None:
+    proc, markers = _launch(tmp_path, "-n", "2", hold=False)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out.decode()
+    a, b = (json.loads((markers / t).read_text()) for t in ("a", "b"))
+    assert a["run"] == b["run"], "one run id for the whole xdist session"
+    assert a["pid"] != b["pid"] and a["stack"] != b["stack"], "each worker has its own stack"
+    assert not set(a["ports"]) & set(b["ports"]) and not set(a["names"]) & set(b["names"])
+    _assert_all_gone(a["run"], within=5.0)
