@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ def sweep(run_id: str, cli: str = "podman", owner: str | None = None) -> list[st
             removed += [f"volume {v}" for v in vols]
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"renderchaos reaper: engine call failed: {exc}", file=sys.stderr)
+    removed += _end_exec_monitors(f"rc-{owner or run_id}")
     root = run_tmp_root(run_id)
     dirs = sorted(root.glob(f"{owner}*")) if owner else [root]
     for d in dirs:
@@ -53,6 +55,33 @@ def sweep(run_id: str, cli: str = "podman", owner: str | None = None) -> list[st
     if owner and root.exists() and not any(root.iterdir()):
         root.rmdir()
     return removed
+
+
+def _end_exec_monitors(name_prefix: str) -> list[str]:
+    """Podman leaves two ``conmon`` processes per ``exec`` for five minutes (``--exit-delay
+    300``), even after the container is gone. End those of our removed containers."""
+    ended = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"conmon") or b"--exec-attach" not in argv:
+            continue
+        try:
+            name = argv[argv.index(b"-n") + 1].decode()
+        except (ValueError, IndexError):
+            continue
+        if name.startswith(name_prefix):
+            try:
+                os.kill(int(entry), signal.SIGTERM)
+                ended.append(f"exec monitor {entry} of {name}")
+            except OSError:
+                pass
+    return ended
 
 
 @dataclass

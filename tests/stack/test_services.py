@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,7 +12,7 @@ import redis as redislib
 from renderchaos.faults import container as cf
 from renderchaos.stack.context import LABEL_OWNER, LABEL_RUN, LABEL_STACK, StackContext
 from renderchaos.stack.services import Postgres, RabbitMQ, Redis, Service
-from renderchaos.wait import Deadline
+from renderchaos.wait import Deadline, wait_for
 from tests.stack.conftest import Sleeper
 
 
@@ -85,3 +86,22 @@ def test_exec_processes_and_oom_detection(
     cf.set_memory_limit(box, "768m")
     ok = cf.exec_in(box, ["python3", "-c", "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_process_listing_sees_container_pids_without_exec(
+        chaos_context: StackContext, chaos_images: dict[str, str], started: list[Service]) -> None:
+    box = Sleeper(chaos_context, chaos_images["app"])
+    _start([box], started)
+    procs = cf.processes(box)
+    sleeper = [p for p in procs if p.args == "sleep 600"]
+    assert sleeper and sleeper[0].pid > 1, procs  # pid 1 is the init (--init)
+    assert not cf.orphan_ffmpeg(box)
+    cf.exec_in(box, ["sh", "-c", "ffmpeg -hide_banner -f lavfi -i testsrc -f null - >/dev/null 2>&1 &"])
+    wait_for(lambda: cf.orphan_ffmpeg(box), what="the background ffmpeg to show up", timeout=10)
+    from renderchaos.stack.reaper import sweep
+
+    box.remove()
+    started.remove(box)
+    sweep(chaos_context.run_id, owner=chaos_context.owner)
+    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    assert box.container_name not in out, "exec monitors (conmon) of the removed container must be ended"
