@@ -95,11 +95,14 @@ def test_no_segments_renders_in_one_pass(tmp_path, broken):
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_remux_leave_ffmpeg_on_disconnect_piles_up(clip, broken, ffmpeg_children, leftovers):
+def test_remux_leave_ffmpeg_on_disconnect_piles_up(media_cache, broken, ffmpeg_children, leftovers):
+    from media_fixtures import valid_clip
+
     broken("remux_leave_ffmpeg_on_disconnect")
+    big = valid_clip(media_cache, 20, 1280, 720)  # far more than the 1 MiB pipe: ffmpeg blocks writing
 
     async def main():
-        stream = open_remux(clip, limiter=RemuxLimiter(1), chunk_size=1024)
+        stream = open_remux(big, limiter=RemuxLimiter(1), chunk_size=1024)
         await stream.__anext__()
         await stream.aclose()
 
