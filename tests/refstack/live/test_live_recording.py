@@ -16,7 +16,7 @@ import pytest
 from renderchaos.errors import WaitTimeout
 from renderchaos.wait import Poll, wait_for
 
-from conftest import LiveService, Procs
+from live_harness import LiveService, Procs
 
 ENC, OTHER = "127.0.0.2", "127.0.0.3"
 #: The runbook bar: alert within this, and no gap in the final recording longer than this.

@@ -24,7 +24,7 @@ from refstack.provider.client import (
     RetryPolicy,
 )
 
-from conftest import KEYS, ProviderProcess, free_port
+from provider_harness import KEYS, ProviderProcess, free_port
 
 MODEL = "gpt-4o-mini"
 #: How late past the deadline a call may return (process scheduling, HTTP teardown).
