@@ -33,6 +33,7 @@ All of them pickle (Celery moves them between processes).
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -177,6 +178,22 @@ class ProviderClient:
         self._cooling_until = [0.0] * len(self.keys)  # monotonic time per key
         self._http = httpx.Client(base_url=self.base_url, transport=transport)
 
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> "ProviderClient":
+        """From ``AI_PROVIDER_URL``, ``AI_PROVIDER_KEYS`` (comma list; the runbook's
+        ``AIHUBMIX_API_KEYS`` / ``AIHUBMIX_API_KEY`` are accepted too) and
+        ``AI_PROVIDER_TIMEOUT`` (per-request ceiling, s; default 30)."""
+        e = os.environ if env is None else env
+        url = e.get("AI_PROVIDER_URL", "")
+        raw = e.get("AI_PROVIDER_KEYS") or e.get("AIHUBMIX_API_KEYS") or e.get("AIHUBMIX_API_KEY") or ""
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+        if not url or not keys:
+            raise ValueError(
+                f"AI provider not configured: AI_PROVIDER_URL={url!r}, {len(keys)} key(s) in AI_PROVIDER_KEYS; "
+                f"set both (runbook A §3.1)"
+            )
+        return cls(url, keys, float(e.get("AI_PROVIDER_TIMEOUT", "30")), **kwargs)
+
     def close(self) -> None:
         self._http.close()
 
@@ -251,8 +268,9 @@ class ProviderClient:
             err.elapsed = time.monotonic() - t0
             return err
 
+        storm = is_broken("provider_retry_storm")
         while True:
-            if dl.remaining() <= 0 or attempts >= self.policy.max_attempts:
+            if dl.remaining() <= 0 or (attempts >= self.policy.max_attempts and not storm):
                 if last is None:
                     last = ProviderTimeout("deadline already spent before the first attempt")
                 elif dl.remaining() <= 0 and not isinstance(last, ProviderTimeout):
@@ -308,7 +326,7 @@ class ProviderClient:
                         failures += 1
                         self._sleep_backoff(failures, dl)
                     continue  # next key at once
-                if isinstance(err, ProviderUnauthorized) and is_broken("provider_retry_storm"):
+                if isinstance(err, ProviderUnauthorized) and storm:
                     last = err  # BUG: retry an invalid key in a tight loop until the deadline
                     continue
                 if not isinstance(err, ProviderUnavailable):

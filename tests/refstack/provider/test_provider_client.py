@@ -93,6 +93,15 @@ def test_broken_retry_storm_is_caught(provider: ProviderProcess, plant) -> None:
     assert len(seen) > 1, "the planted retry storm was not observed"
 
 
+def test_client_from_env(provider: ProviderProcess) -> None:
+    env = {"AI_PROVIDER_URL": provider.url, "AIHUBMIX_API_KEYS": ",".join(KEYS), "AI_PROVIDER_TIMEOUT": "5"}
+    with ProviderClient.from_env(env) as c:
+        assert c.keys == KEYS and c.timeout == 5.0
+        assert c.generate(MODEL, "ab", deadline=3)["output"] == f"[{MODEL}] ba"
+    with pytest.raises(ValueError, match="AI_PROVIDER_URL"):
+        ProviderClient.from_env({})
+
+
 # ---- ai.model_not_found -----------------------------------------------------------------
 
 
