@@ -166,6 +166,20 @@ def build(data_dir: Path, stream: str, *, from_backup_only: bool, gap_threshold_
     return report
 
 
+def coverage_report(data_dir: Path, stream: str, gap_threshold_s: float) -> dict:
+    """What is recorded so far, per source, measured with ffprobe; builds nothing."""
+    backups = backup_files(data_dir, stream)
+    return {
+        "stream": stream,
+        "gap_threshold_s": gap_threshold_s,
+        "backup": asdict(coverage(backups, gap_threshold_s)) if backups else None,
+        "encoders": {
+            ip: asdict(coverage(files, gap_threshold_s))
+            for ip, files in encoder_files(data_dir, stream).items()
+        },
+    }
+
+
 def last_report(data_dir: Path, stream: str) -> dict | None:
     path = data_dir / "final" / stream / "report.json"
     return json.loads(path.read_text()) if path.is_file() else None

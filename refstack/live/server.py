@@ -638,6 +638,11 @@ def create_app(settings: Settings) -> FastAPI:
         """Admin: force a re-record, rebuilding the final recording from the backup alone."""
         return _build(name, True, gap_threshold_s)
 
+    @app.get("/streams/{name}/coverage")
+    def stream_coverage(name: str, gap_threshold_s: float | None = None) -> dict[str, Any]:
+        """Coverage and gaps of the backup and of each encoder's sessions so far (ffprobe)."""
+        return recording.coverage_report(settings.data_dir, name, gap_threshold_s or settings.gap_threshold_s)
+
     @app.get("/streams/{name}/recording")
     def report(name: str) -> dict[str, Any]:
         r = recording.last_report(settings.data_dir, name)

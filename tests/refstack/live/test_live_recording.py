@@ -248,6 +248,8 @@ def test_named_stream_over_http_post(live, procs_factory, tmp_path) -> None:
     wait_for(lambda: live.receiving(ENC), f"{ENC} receiving show1", CONNECT_TIMEOUT_S, POLL)
     wait_for(lambda: pub.poll() is not None, "publisher finished", 20, POLL)
     wait_for(lambda: not live.api.get("/streams/show1").json()["live"], "show1 ended", 5, POLL)
+    cov = live.api.get("/streams/show1/coverage").json()
+    assert cov["backup"]["gaps"] == [] and cov["encoders"][ENC]["gaps"] == [], cov
     report = live.post("/streams/show1/finalize")
     assert report["final"]["max_gap_s"] == 0.0 and report["filled_from_backup"] == []
     assert report["final"]["end"] - report["final"]["start"] >= 3.0
