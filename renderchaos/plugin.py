@@ -232,13 +232,12 @@ def prepare_engine(state: ChaosState) -> dict[str, str]:
     if state.images is not None:
         return state.images
     from renderchaos.engine import ImageResolver, configure_testcontainers, find_engine
-    from renderchaos.engine.engine import STATE_DIR, register_user
+    from renderchaos.engine.engine import STATE_DIR
     from renderchaos.stack.reaper import Reaper
 
-    engine = find_engine()
+    engine = find_engine(user=state.owner)
     configure_testcontainers(engine)
     state.cli = engine.cli
-    register_user(state.owner, os.getpid())
     if state.reaper is None:  # every process that creates containers gets its own watcher
         owner = None if state.worker_id == "main" else state.owner
         state.reaper = Reaper.start(state.run_id, engine.cli, owner)

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from renderchaos.engine.engine import find_engine
+from renderchaos.engine.engine import find_engine, release_user
 from renderchaos.engine.images import RECIPES, ImageResolver
 from renderchaos.errors import RenderChaosError
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("services", nargs="*", default=list(RECIPES))
     args = parser.parse_args(argv)
     try:
-        engine = find_engine()
+        engine = find_engine(user="image-build")
         print(f"engine: {engine.kind} at {engine.docker_host}")
         resolver = ImageResolver(engine, prefer_official=not args.local)
         t0 = time.monotonic()
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     except RenderChaosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        release_user("image-build")
     return 0
 
 

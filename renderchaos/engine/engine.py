@@ -29,6 +29,11 @@ PODMAN_SOCKET = STATE_DIR / "podman.sock"
 PODMAN_PIDFILE = STATE_DIR / "podman-service.pid"
 USERS_DIR = STATE_DIR / "users"
 
+# docker-py asks the engine for its version on every new client unless told; podman's
+# /version takes about 0.5 s, and testcontainers makes a client per container. 1.41 is
+# what podman 4 implements and every Docker engine since 20.10 accepts.
+DOCKER_API_VERSION = "1.41"
+
 SETUP_HINT = "run `bash scripts/setup.sh` (installs podman, runc and mmdebstrap and configures them)"
 
 
@@ -76,8 +81,15 @@ def _cli_for(docker_host: str) -> str:
     return "docker" if shutil.which("docker") else "podman"
 
 
-def find_engine(start_podman: bool = True, timeout: float = 15.0) -> Engine:
-    """Return a usable engine, starting Podman's API service if needed."""
+def find_engine(user: str | None = None, start_podman: bool = True, timeout: float = 15.0) -> Engine:
+    """Return a usable engine, starting Podman's API service if needed.
+
+    ``user`` (a run id or owner) is registered as a user of a Podman service we start
+    *before* the socket is checked, so another run's exit cannot stop the service under us.
+    Call :func:`release_user` with it at the end.
+    """
+    if user is not None:
+        register_user(user, os.getpid())
     env_host = os.environ.get("DOCKER_HOST", "")
     if env_host and ping(env_host):
         cli = _cli_for(env_host)
@@ -164,6 +176,12 @@ def release_user(run_id: str) -> None:
     PODMAN_PIDFILE.unlink(missing_ok=True)
     if _alive(pid):
         os.kill(pid, signal.SIGTERM)
+
+
+def docker_client(engine: Engine) -> "docker.DockerClient":  # type: ignore[name-defined]  # noqa: F821
+    import docker
+
+    return docker.DockerClient(base_url=engine.docker_host, version=DOCKER_API_VERSION, timeout=120)
 
 
 def configure_testcontainers(engine: Engine) -> None:

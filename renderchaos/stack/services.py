@@ -18,6 +18,7 @@ from typing import Any, Callable
 import httpx
 from testcontainers.core.container import DockerContainer
 
+from renderchaos.engine.engine import DOCKER_API_VERSION
 from renderchaos.errors import ProvisioningError, ReadinessTimeout
 from renderchaos.stack.context import LABEL_SERVICE, StackContext
 from renderchaos.wait import Deadline, Poll, wait_for
@@ -68,7 +69,7 @@ class Service:
         return self.ctx.name(self.name)
 
     def build(self) -> DockerContainer:
-        tc = DockerContainer(self.image)
+        tc = DockerContainer(self.image, docker_client_kw={"version": DOCKER_API_VERSION})
         tc.with_name(self.container_name)
         if self.command():
             tc.with_command(self.command())

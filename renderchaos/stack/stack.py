@@ -41,7 +41,7 @@ class StackConfig:
     worker_concurrency: int = 1
     broken: tuple[str, ...] = ()  # refstack.broken variants to switch on
     env: dict[str, str] = field(default_factory=dict)  # extra env for every app service
-    storage_size: str = "512m"
+    storage_mib: int = 512  # size of the shared output volume (tmpfs): "disk full" is real ENOSPC
     worker_mem_limit: str | None = None
     with_provider: bool = True
     with_live: bool = True
@@ -103,6 +103,7 @@ class Stack:
             self.live.env.update(LIVE_PORT=str(self.live.port), LIVE_INGEST_PORT=str(self.live_ingest_port),
                                  LIVE_RELAY_PORT=str(self.live_relay_port))
         self.started_s: float | None = None
+        self.ready_at: dict[str, float] = {}  # seconds from start() to each service ready
 
     # -- wiring ----------------------------------------------------------------------------
     def _route_port(self, name: str) -> int:
@@ -147,14 +148,20 @@ class Stack:
             self._create_storage_volume()
             first = [self.postgres, self.redis, self.rabbitmq]
             first += [s for s in (self.proxy, self.provider) if s is not None]
-            with ThreadPoolExecutor(max_workers=8) as pool:
+            def ready(s: Service) -> None:
+                s.wait_ready(deadline)
+                self.ready_at[s.name] = round(time.monotonic() - t0, 2)
+
+            with ThreadPoolExecutor(max_workers=12) as pool:
                 list(pool.map(lambda s: s.start(), first))
+                self.ready_at["(data stores created)"] = round(time.monotonic() - t0, 2)
                 if self.proxy:
-                    self.proxy.wait_ready(deadline)
+                    ready(self.proxy)
                 self._populate_routes()
                 later: list[Service] = [self.api, *self.workers] + ([self.live] if self.live else [])
                 list(pool.map(lambda s: s.start(), later))
-                list(pool.map(lambda s: s.wait_ready(deadline), self.services))
+                self.ready_at["(app containers created)"] = round(time.monotonic() - t0, 2)
+                list(pool.map(ready, self.services))
         except BaseException:
             self.stop()
             raise
@@ -176,13 +183,17 @@ class Stack:
     def _docker(self) -> Any:
         import docker
 
-        return docker.from_env()
+        from renderchaos.engine.engine import DOCKER_API_VERSION
+
+        return docker.from_env(version=DOCKER_API_VERSION)
 
     def _create_storage_volume(self) -> None:
         # A size-limited tmpfs volume shared by the API and the workers: "disk full" is real ENOSPC.
+        # Sized in 4 KiB pages (nr_blocks): podman 4.3 rejects tmpfs "size=" as a quota option.
+        blocks = self.config.storage_mib * 256
         self._docker().volumes.create(
             name=self.storage_volume, driver="local",
-            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={self.config.storage_size},mode=1777"},
+            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"nr_blocks={blocks},mode=1777"},
             labels=self.ctx.labels)
 
     def _remove_storage_volume(self) -> None:
