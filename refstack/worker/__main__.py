@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     app = make_celery(settings)
     register(app, settings)
+    from refstack.worker.orphans import start_reaper
+
+    start_reaper()  # orphans of SIGKILLed children are re-parented here and killed
     args = ["worker", "-n", worker_name(), "-Q", ",".join(settings.worker_queues),
             "-c", str(settings.worker_concurrency), "-P", "prefork", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle"]
