@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Set up everything renderchaos needs on a fresh Debian 12 machine (as root), idempotently:
+#   * a container engine: a Docker engine if one answers, else Podman (+ runc, configured)
+#   * ffmpeg on the host (ffprobe checks of rendered outputs, the render tests)
+#   * mmdebstrap (local image builds where no registry answers)
+#   * .venv with renderchaos installed (editable) and its test/load extras
+#   * the images of the reference stack (official where pullable, else built; cached by hash)
+# Re-running it does nothing that is already done. Pass --no-images to skip image builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '[setup] %s\n' "$*"; }
+t0=$(date +%s)
+
+need_pkgs=()
+command -v ffmpeg >/dev/null || need_pkgs+=(ffmpeg)
+docker_engine=0
+if [ -S /var/run/docker.sock ] && command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1; then
+  docker_engine=1
+  say "a Docker engine answers: using it"
+else
+  command -v podman >/dev/null || need_pkgs+=(podman)
+  command -v runc >/dev/null || need_pkgs+=(runc)
+  command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
+  dpkg -s uidmap >/dev/null 2>&1 || need_pkgs+=(uidmap)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    say "missing ${need_pkgs[*]}: run this script as root (or install them) and re-run"; exit 1
+  fi
+  say "installing ${need_pkgs[*]} (about 30-60 s)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if [ "$docker_engine" = 0 ]; then
+  # crun fails on this kernel ("cgroups in hybrid mode") and the sandbox lacks
+  # CAP_SYS_RESOURCE, so default ulimits must not exceed the host's.
+  conf=/etc/containers/containers.conf
+  if ! grep -q 'runtime = "runc"' "$conf" 2>/dev/null; then
+    mkdir -p /etc/containers
+    [ -f "$conf" ] && cp "$conf" "$conf.before-renderchaos"
+    cat > "$conf" <<'CONF'
+# written by renderchaos scripts/setup.sh (previous file, if any: containers.conf.before-renderchaos)
+[containers]
+default_ulimits = ["nofile=10000:10000", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+CONF
+    say "configured podman: runtime runc, ulimits within the host's"
+    # a podman API service started before this change would not have read it
+    pkill -f "podman system service .*renderchaos" 2>/dev/null || true
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.renderchaos-installed
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing renderchaos and its dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,load,stack]'
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" != "--no-images" ]; then
+  .venv/bin/python -m renderchaos.engine build
+fi
+say "ready in $(( $(date +%s) - t0 )) s"
