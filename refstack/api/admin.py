@@ -7,6 +7,9 @@ render-API envelope. Documented in refstack/README.md.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 import uuid
 from typing import Any, Callable
 
@@ -21,6 +24,7 @@ from refstack.db.schema import JOB_STATUSES, api_keys, credits, jobs, users
 from refstack.worker.celery_app import TASK_LEAK
 
 LEAK_KEY = "refstack:leak:observations"
+log = logging.getLogger("refstack.api.admin")
 
 
 def _uuid(raw: str, what: str) -> uuid.UUID:
@@ -222,6 +226,36 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         except Exception as exc:  # noqa: BLE001
             raise ApiError(503, "broker_unavailable", f"could not publish leak tasks: {exc}", retry_after=5) from exc
         return JSONResponse({"published": count, "mb": mb}, status_code=202)
+
+    @app.post("/admin/hold-connections", status_code=202)
+    async def hold_connections(request: Request):
+        """Check out ``count`` pooled connections of THIS API process for ``seconds`` (db.pool_exhausted).
+
+        The connections sit idle (not in a transaction) and go back to the pool afterwards. With
+        WEB_CONCURRENCY > 1 each call lands on one process: use WEB_CONCURRENCY=1 for that scenario.
+        """
+        require_admin(svc, request)
+        data = await body(request)
+        count = _int_field(data, "count", settings.db_pool_size + settings.db_max_overflow, 1, 1000)
+        seconds = _int_field(data, "seconds", 10, 1, 600)
+
+        def hold() -> None:
+            held = []
+            try:
+                for _ in range(count):
+                    conn = svc.engine.connect()
+                    conn.exec_driver_sql("SELECT 1")
+                    conn.commit()
+                    held.append(conn)
+                threading.Event().wait(seconds)  # the fault: hold them this long
+            except Exception as exc:  # noqa: BLE001
+                log.warning("hold-connections stopped early: %s", exc)
+            finally:
+                for conn in held:
+                    conn.close()
+
+        threading.Thread(target=hold, name="hold-connections", daemon=True).start()
+        return JSONResponse({"pid": os.getpid(), "count": count, "seconds": seconds}, status_code=202)
 
     @app.get("/admin/leak")
     def leak_observations(request: Request):

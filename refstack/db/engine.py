@@ -100,7 +100,8 @@ def classify(exc: BaseException) -> DatabaseError | None:
     if isinstance(exc, DatabaseError):
         return exc
     if isinstance(exc, sa_exc.TimeoutError):  # QueuePool limit reached
-        return PoolExhausted(f"database connection pool exhausted: no connection within the pool timeout ({exc})")
+        detail = str(exc).split(" (Background on this error", 1)[0]
+        return PoolExhausted(f"database connection pool exhausted: no connection within DB_POOL_TIMEOUT ({detail})")
     state = sqlstate(exc)
     if state in RETRYABLE:
         return TransactionConflict("the request conflicted with a concurrent one (deadlock); retry it")
