@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import logging
 import math
 import os
 import random
@@ -42,6 +43,7 @@ SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK"
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
 _ids = itertools.count(1)
+log = logging.getLogger("renderchaos_proxy")
 
 
 class _Closed(Exception):
@@ -127,6 +129,9 @@ class Direction:
             pass
         except OSError:
             conn.cut()
+        except Exception:  # a bug must not leave half a connection behind
+            log.exception("proxy %s: %s direction failed", conn.proxy.name, self.name)
+            conn.cut()
         finally:
             conn.direction_done(self)
 
@@ -193,6 +198,8 @@ class Direction:
         splice = os.splice
         flags = SPLICE_FLAGS
         while True:
+            if self.chain:  # checked before every read: a toxic added a moment ago applies to it
+                return False
             try:
                 n = splice(src, pw, SPLICE_LEN, None, None, flags)
             except BlockingIOError:
@@ -281,8 +288,8 @@ class Direction:
                         self._drain_ctl()
                     else:
                         readable = True
-                if not readable:
-                    continue
+                if not readable or self.version != version:
+                    continue  # the chain changed: re-dispatch before reading with a stale one
                 try:
                     data = src.recv(CHUNK)
                 except BlockingIOError:

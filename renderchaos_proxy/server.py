@@ -202,9 +202,6 @@ class ApiServer:
             if not isinstance(items, list):
                 raise ApiError(f"{BAD_REQUEST_BODY}: json: cannot unmarshal into []proxy", 400)
             inputs = [self._proxy_input(obj, f" at proxy {i + 1}") for i, obj in enumerate(items)]
-            names = [i[0] for i in inputs]
-            if len(set(names)) != len(names):
-                raise ApiError(f"{BAD_REQUEST_BODY}: duplicate proxy name", 400)
         except ApiError as exc:
             return self._populate_response(exc, None)
         done: list[Proxy] = []

@@ -83,7 +83,7 @@ def test_toxic_context_tolerates_reset_inside(api: ToxiproxyClient, echo_proxy):
 # -- toxiproxy-python (PyPI) against our server -------------------------------------------
 @pytest.fixture
 def toxiproxy_python(proxy_server: ServerThread, api: ToxiproxyClient):
-    toxiproxy = pytest.importorskip("toxiproxy")
+    import toxiproxy  # the dev extra's toxiproxy-python: a missing install must fail, not skip
     from toxiproxy.api import APIConsumer
 
     saved = (APIConsumer.host, APIConsumer.port)  # the library keeps host/port as class globals

@@ -7,13 +7,15 @@ import time
 
 import pytest
 
-from proxy_helpers import EFFECT_TIMEOUT, blast_handler, connect, recv_all, recv_exact, round_trip
+from proxy_helpers import EFFECT_TIMEOUT, blast_handler, connect, proxy_threads, recv_all, recv_exact, round_trip
 from renderchaos.wait import Poll, wait_for
 from renderchaos_proxy.client import ToxiproxyClient
 from renderchaos_proxy.server import ServerThread
 
-#: Timing tolerance (s) above a toxic's nominal delay.
-SLACK = 0.08
+#: Timing tolerance (s) above a toxic's nominal delay (shared 2-core machines are noisy).
+SLACK = 0.12
+#: A round trip without a toxic must stay well under the toxic delays used here (s).
+FAST = 0.1
 #: How long "nothing happens" is observed (s): an explicit scenario step, not a wait.
 QUIET = 0.3
 
@@ -43,12 +45,12 @@ def test_passthrough(echo_proxy):
 def test_latency_on_a_live_connection_and_back(echo_proxy, stream):
     with connect(echo_proxy) as sock:
         _, fast = timed(round_trip, sock)
-        with echo_proxy.toxic("latency", stream=stream, latency=150):
+        with echo_proxy.toxic("latency", stream=stream, latency=250):
             reply, slow = timed(round_trip, sock)
             assert reply == b"ping"
-            assert 0.15 <= slow < 0.15 + SLACK
+            assert 0.25 <= slow < 0.25 + SLACK
         _, healed = timed(round_trip, sock)
-        assert healed < 0.05 and fast < 0.05
+        assert healed < FAST and fast < FAST
 
 
 def test_latency_jitter_spreads_delays(echo_proxy):
@@ -83,7 +85,7 @@ def test_slow_close(api: ToxiproxyClient, make_upstream):
         start = time.perf_counter()  # before connecting: the proxy may accept before connect() returns here
         sock = connect(proxy)
         assert recv_exact(sock, 10) == b"x" * 10
-        assert time.perf_counter() - start < 0.1
+        assert time.perf_counter() - start < FAST
         assert sock.recv(1) == b""
         assert 0.3 <= time.perf_counter() - start < 0.3 + SLACK
         sock.close()
@@ -189,19 +191,24 @@ def test_toxicity_one_always_affects(echo_proxy):
 
 def test_toxicity_update_rerolls_existing_connections(echo_proxy):
     with connect(echo_proxy) as sock, echo_proxy.toxic("latency", latency=100, toxicity=0.0) as toxic:
-        assert timed(round_trip, sock)[1] < 0.05
+        assert timed(round_trip, sock)[1] < FAST
         echo_proxy.update_toxic(toxic.name, toxicity=1.0)
         assert timed(round_trip, sock)[1] >= 0.1
 
 
-def _affected_pattern(echo_address: str, seed: int, n: int = 10) -> list[bool]:
+def _affected_pattern(echo_address: str, seed: int, n: int = 16) -> list[bool]:
+    """Which of ``n`` sequential connections a toxicity-0.5 toxic hit (limit_data: a byte-exact mark)."""
     with ServerThread(seed=seed) as server, ToxiproxyClient(server.url) as api:
         proxy = api.create_proxy("seeded", upstream=echo_address)
-        proxy.add_toxic("latency", latency=40, toxicity=0.5)
+        proxy.add_toxic("limit_data", bytes=1, toxicity=0.5)
         pattern = []
         for _ in range(n):
             with connect(proxy) as sock:
-                pattern.append(timed(round_trip, sock)[1] >= 0.03)
+                sock.sendall(b"ping")
+                sock.shutdown(socket.SHUT_WR)  # the echo server closes after answering
+                reply = recv_all(sock)
+                assert reply in (b"p", b"ping"), reply
+                pattern.append(reply == b"p")
         return pattern
 
 
@@ -209,6 +216,7 @@ def test_seeded_toxicity_is_reproducible(echo):
     first = _affected_pattern(echo.address, seed=42)
     assert True in first and False in first, first  # toxicity 0.5 really is a coin
     assert _affected_pattern(echo.address, seed=42) == first
+    assert _affected_pattern(echo.address, seed=43) != first  # and the seed matters
 
 
 def test_removing_stall_while_waiting_does_not_hang_api(echo_proxy):
@@ -231,4 +239,4 @@ def test_upstream_unreachable_closes_client(api: ToxiproxyClient):
                 assert sock.recv(10) == b""
             except ConnectionResetError:
                 pass
-    wait_for(lambda: not api.get_proxy("dead").toxics, "proxy still answering", EFFECT_TIMEOUT, Poll(interval=0.05))
+    wait_for(lambda: proxy_threads() == 0, "the failed connection's thread to exit", EFFECT_TIMEOUT, Poll(interval=0.02))
