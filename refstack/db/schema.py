@@ -141,6 +141,8 @@ JOB_INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_jobs_user_created ON jobs (user_id, created_at DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS ix_jobs_status_created ON jobs (status, created_at)",
     "CREATE INDEX IF NOT EXISTS ix_jobs_created_at ON jobs (created_at DESC)",
+    # the metrics scrape: render jobs finished in the last 15 minutes (render_success_rate)
+    "CREATE INDEX IF NOT EXISTS ix_jobs_kind_finished ON jobs (kind, finished_at) WHERE finished_at IS NOT NULL",
 )
 
 #: arbitrary constant: one migrator at a time across API processes and workers
