@@ -8,7 +8,8 @@ import socket
 import httpx
 import pytest
 
-from proxy_helpers import Upstream, connect, round_trip
+from proxy_helpers import EFFECT_TIMEOUT, Upstream, connect, round_trip
+from renderchaos.wait import Poll, wait_for
 from renderchaos_proxy.client import ToxiproxyClient
 from renderchaos_proxy.server import ServerThread
 
@@ -220,13 +221,20 @@ def test_reset(http, echo_proxy):
 def test_metrics(http, echo_proxy):
     with connect(echo_proxy) as sock:
         assert round_trip(sock, b"12345") == b"12345"
-    r = http.get("/metrics")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     labels = (f'listener="{echo_proxy.listen}",proxy="echo",upstream="{echo_proxy.upstream}"')
-    for kind in ("received", "sent"):
-        for direction in ("upstream", "downstream"):
-            line = f'toxiproxy_proxy_{kind}_bytes_total{{direction="{direction}",{labels}}} 5'
-            assert line in r.text.splitlines(), r.text
+    expected = {
+        f'toxiproxy_proxy_{kind}_bytes_total{{direction="{direction}",{labels}}} 5'
+        for kind in ("received", "sent")
+        for direction in ("upstream", "downstream")
+    }
+
+    def scrape() -> bool:
+        r = http.get("/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        return expected <= set(r.text.splitlines())
+
+    # a counter moves just after its bytes did: poll briefly rather than race the pump thread
+    wait_for(scrape, "byte counters of one 5-byte round trip", EFFECT_TIMEOUT, Poll(interval=0.02, tolerate=()))
 
 
 def test_keep_alive_and_http10(proxy_server: ServerThread, api):
