@@ -65,8 +65,9 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         data = await body(request)
         balance = _int_field(data, "credits", 1000)
         for key in ("name", "phone", "password"):
-            if data.get(key) is not None and not isinstance(data[key], str):
-                raise invalid(key, f"{key} must be a string")
+            val = data.get(key)
+            if val is not None and (not isinstance(val, str) or "\x00" in val or len(val) > 200):
+                raise invalid(key, f"{key} must be a string of at most 200 characters without NUL")
         new = await run_in_threadpool(svc.tx, lambda conn: ops.create_user(
             conn, name=data.get("name") or "", phone=data.get("phone"), password=data.get("password"),
             balance=balance))

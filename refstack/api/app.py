@@ -342,9 +342,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(sa_exc.SQLAlchemyError)
     async def _sa_error(request: Request, exc: sa_exc.SQLAlchemyError):
         mapped = classify(exc)
-        if mapped is None:
-            return await _unexpected(request, exc)
-        return _respond(request, _db_api_error(mapped))
+        if mapped is not None:
+            return _respond(request, _db_api_error(mapped))
+        # safety net: input that slipped past validation is the client's problem, not a 500
+        if isinstance(exc, sa_exc.IntegrityError):
+            return _respond(request, ApiError(409, "conflict", "the request conflicts with existing data "
+                                                               "(duplicate or dangling reference)"))
+        if isinstance(exc, sa_exc.DataError):
+            return _respond(request, invalid("request", "a value in the request cannot be stored "
+                                                        "(wrong type, out of range or NUL byte)"))
+        return await _unexpected(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
