@@ -296,6 +296,8 @@ class ApiServer:
                         break
                     key, _, value = hline.decode("latin-1").partition(":")
                     headers[key.strip().lower()] = value.strip()
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it on big bodies
                 if headers.get("transfer-encoding", "").lower() == "chunked":
                     body = await self._read_chunked(reader)
                 else:

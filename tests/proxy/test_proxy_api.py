@@ -244,3 +244,30 @@ def test_keep_alive_and_http10(proxy_server: ServerThread, api):
         while chunk := sock.recv(4096):
             data += chunk
     assert data.count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_changing_listen_restarts_and_drops_connections(http, echo_proxy):
+    with connect(echo_proxy) as sock:
+        assert round_trip(sock) == b"ping"
+        r = http.post(f"/proxies/{echo_proxy.name}", json={"listen": "127.0.0.1:0"})
+        assert r.status_code == 200 and r.json()["listen"] != echo_proxy.listen
+        assert sock.recv(10) == b""  # the old connection was dropped
+    with connect(echo_proxy.refresh()) as sock:
+        assert round_trip(sock) == b"ping"
+
+
+def test_expect_100_continue(proxy_server: ServerThread, api):
+    body = b'{"name":"big","listen":"127.0.0.1:0","upstream":"127.0.0.1:9"}'
+    with socket.create_connection((proxy_server.host, proxy_server.port), timeout=5) as sock:
+        sock.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        assert recv_until_body(sock).startswith(b"HTTP/1.1 201 Created")
+
+
+def recv_until_body(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    return data
