@@ -109,7 +109,9 @@ def _claim(rt: Runtime, job_id: uuid.UUID, kind: str) -> Any:
     try:
         row = rt.tx(lambda conn: ops.claim(conn, job_id, f"{worker_name()}:{os.getpid()}"))
     except DatabaseError as exc:
-        # the job stays pending/running; hand the message back rather than lose it (db.down)
+        # the job stays pending/running; hand the message back rather than lose it (db.down),
+        # after a pause so a database outage is not a hot redelivery loop
+        time.sleep(2.0)
         raise Reject(f"cannot claim job {job_id}: {exc}", requeue=True) from exc
     if row is None:
         log.info("job %s is terminal or unknown: nothing to do (redelivery)", job_id)
