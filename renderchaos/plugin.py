@@ -8,6 +8,7 @@ Plugin state lives on ``config.stash``; importing this module has no side effect
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import time
@@ -20,9 +21,11 @@ import pytest
 
 from renderchaos.config import Profile, get_profile, load_target_file, with_timeouts
 from renderchaos.errors import ConfigError, RenderChaosError
+from renderchaos.report.results import PROPERTY, Collector
 from renderchaos.target import Target
 
 if TYPE_CHECKING:
+    from renderchaos.scenario import Scenario, ScenarioRun
     from renderchaos.stack.context import StackContext
     from renderchaos.stack.reaper import Reaper
     from renderchaos.stack.stack import Stack
@@ -50,6 +53,7 @@ class ChaosState:
     workers: int
     broken: tuple[str, ...]
     image_overrides: dict[str, str]
+    collector: Collector = field(default_factory=Collector)
     reaper: "Reaper | None" = None
     images: dict[str, str] | None = None
     cli: str = "podman"
@@ -107,6 +111,7 @@ def _parse_images(values: list[str]) -> dict[str, str]:
     return out
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml reads its option
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_ in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_}")
@@ -148,11 +153,16 @@ def pytest_configure(config: pytest.Config) -> None:
     reports = Path(config.getoption("--chaos-reports") or config.getini("chaos_reports"))
     if not reports.is_absolute():
         reports = Path(config.rootpath) / reports
+    if explicit and workerinput is None and not getattr(config.option, "xmlpath", None):
+        reports.mkdir(parents=True, exist_ok=True)
+        config.option.xmlpath = str(reports / "junit.xml")  # a suite run always leaves JUnit XML
     config.stash[STATE] = ChaosState(
         profile=profile, seed=seed, run_id=run_id, worker_id=worker_id, reports_dir=reports,
         target_file=Path(target_file) if target_file else None,
         allow_remote=config.getoption("--chaos-allow-remote"), workers=workers, broken=broken,
         image_overrides=images)
+    if workerinput is None:
+        config.pluginmanager.register(_ResultsPlugin(config.stash[STATE].collector), "renderchaos-results")
 
 
 def pytest_configure_node(node: Any) -> None:  # xdist hook (controller side)
@@ -176,6 +186,39 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sweep(state.run_id, state.cli, owner=None if state.worker_id == "main" else state.owner)
         state.reaper.release()
         release_user(state.owner)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("scenario")
+    if marker and marker.args:
+        item.user_properties.append(("scenario", marker.args[0]))
+
+
+class _ResultsPlugin:
+    """Registered on the controller (or the only process): turns test reports into results."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.collector.add(report.nodeid, report.when, report.outcome, list(report.user_properties),
+                           report.duration, str(report.longrepr or ""))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash.get(STATE, None)
+    if state is None or getattr(config, "workerinput", None) is not None:
+        return
+    header = {"profile": state.profile.name, "seed": state.seed, "run_id": state.run_id,
+              "target": str(state.target_file) if state.target_file else "reference stack",
+              "broken": list(state.broken), "elapsed_s": round(time.monotonic() - state.started, 1)}
+    path = state.collector.write(state.reports_dir, header)
+    if path is not None:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"renderchaos: results in {path} and {path.with_name('report.html')} "
+                          f"({header['elapsed_s']}s; replay with --chaos-seed {state.seed})")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -251,6 +294,7 @@ def prepare_engine(state: ChaosState) -> dict[str, str]:
 
 def new_context(state: ChaosState) -> "StackContext":
     """A fresh, labelled StackContext unique on the machine (run id + xdist worker + counter)."""
+    from renderchaos.scenario import Scenario, ScenarioRun
     from renderchaos.stack.context import StackContext
 
     state.contexts += 1
@@ -313,6 +357,39 @@ def chaos_target(chaos_state: ChaosState, request: pytest.FixtureRequest) -> Tar
         except ConfigError as exc:
             pytest.fail(str(exc), pytrace=False)
     return Target.from_stack(request.getfixturevalue("chaos_stack"))
+
+
+@pytest.fixture
+def scenario_run(request: pytest.FixtureRequest, scenario: "Scenario", chaos_target: Target,
+                 chaos_profile: Profile) -> Iterator["ScenarioRun"]:
+    """Drive the parametrized ``scenario`` against the target; journal lands in the report."""
+    from renderchaos.scenario import ScenarioRun
+
+    run = ScenarioRun(scenario, chaos_target, chaos_profile)
+    try:
+        yield run
+    finally:
+        heal_errors = run.close()
+        request.node.user_properties.append((PROPERTY, json.dumps(run.journal.to_dict())))
+        j = run.journal
+        for key in ("time_to_detect_s", "time_to_recover_s"):
+            request.node.user_properties.append((key, getattr(j, key)))
+        for key in ("lost", "duplicated", "orphan_ffmpeg"):
+            request.node.user_properties.append((key, getattr(j.invariants, key)))
+        request.node.user_properties.append(("runbook", str(scenario.runbook)))
+    if heal_errors:
+        pytest.fail(f"[{scenario.id}] could not heal: {'; '.join(heal_errors)}", pytrace=False)
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed and not run.finished:
+        pytest.fail(f"[{scenario.id}] the test never checked the steady state after "
+                    "(call scenario_run.steady_state_after())", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
 
 
 @pytest.fixture(autouse=True)

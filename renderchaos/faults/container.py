@@ -219,3 +219,74 @@ def orphan_ffmpeg(service: "Service") -> list[Proc]:
     """ffmpeg processes alive in the container (any: callers run this when no job is running)."""
     return [p for p in processes(service) if p.args.split(" ", 1)[0].endswith("ffmpeg")
             and p.stat[:1] != "Z"]
+
+
+# ---------------------------------------------------------------------------------------
+# The same primitives as Fault objects (inject/heal), for ScenarioRun.inject().
+
+@dataclass
+class Stopped:
+    """Graceful stop; healed by starting it again and waiting until it is ready."""
+
+    service: "Service"
+    grace: float = 10.0
+    ready_timeout: float = 60.0
+
+    def describe(self) -> str:
+        return f"stop {self.service.name}"
+
+    def inject(self) -> None:
+        stop(self.service, self.grace)
+
+    def heal(self) -> None:
+        if not self.service.state().get("Running"):
+            start(self.service, self.ready_timeout)
+
+
+@dataclass
+class Killed(Stopped):
+    """SIGKILL (or another signal); healed by starting it again."""
+
+    signal: str = "SIGKILL"
+
+    def describe(self) -> str:
+        return f"{self.signal} {self.service.name}"
+
+    def inject(self) -> None:
+        kill(self.service, self.signal)
+
+
+@dataclass
+class Frozen:
+    """Every process of the container frozen (cgroup freezer); healed by unpausing."""
+
+    service: "Service"
+
+    def describe(self) -> str:
+        return f"freeze {self.service.name}"
+
+    def inject(self) -> None:
+        pause(self.service)
+
+    def heal(self) -> None:
+        if self.service.state().get("Paused"):
+            unpause(self.service)
+
+
+@dataclass
+class MemoryLimited:
+    """Lower the container's memory limit (kernel OOM kills above it); healed by restoring it."""
+
+    service: "Service"
+    limit: str
+    restore_to: str = "8g"
+
+    def describe(self) -> str:
+        return f"memory limit {self.limit} on {self.service.name}"
+
+    def inject(self) -> None:
+        set_memory_limit(self.service, self.limit)
+
+    def heal(self) -> None:
+        if self.service.state().get("Running"):
+            set_memory_limit(self.service, self.restore_to)
