@@ -56,6 +56,7 @@ class ChaosState:
     collector: Collector = field(default_factory=Collector)
     reaper: "Reaper | None" = None
     images: dict[str, str] | None = None
+    dedicated: "tuple[str, Stack] | None" = None
     cli: str = "podman"
     contexts: int = 0
     stacks: list["Stack"] = field(default_factory=list)
@@ -359,13 +360,44 @@ def chaos_target(chaos_state: ChaosState, request: pytest.FixtureRequest) -> Tar
     return Target.from_stack(request.getfixturevalue("chaos_stack"))
 
 
+def dedicated_stack(state: ChaosState, options: dict[str, Any]) -> "Stack":
+    """A stack with non-default StackConfig options (``@pytest.mark.stack(...)``).
+
+    Kept while consecutive tests ask for the same options; at most one per process besides
+    the session stack, so a 2-core machine never runs more than two stacks per worker.
+    """
+    key = json.dumps(options, sort_keys=True, default=str)
+    if state.dedicated is not None and state.dedicated[0] == key:
+        return state.dedicated[1]
+    if state.dedicated is not None:
+        old = state.dedicated[1]
+        old.stop()
+        state.stacks.remove(old)
+        state.dedicated = None
+    stack = start_stack(state, **options)
+    state.dedicated = (key, stack)
+    return stack
+
+
 @pytest.fixture
-def scenario_run(request: pytest.FixtureRequest, scenario: "Scenario", chaos_target: Target,
+def scenario_target(request: pytest.FixtureRequest, chaos_state: ChaosState) -> Target:
+    """The target for one test: a dedicated stack when marked ``stack(**options)``."""
+    marker = request.node.get_closest_marker("stack")
+    if marker is None or chaos_state.target_file:
+        return request.getfixturevalue("chaos_target")
+    try:
+        return Target.from_stack(dedicated_stack(chaos_state, dict(marker.kwargs)))
+    except RenderChaosError as exc:
+        pytest.fail(f"could not start a dedicated stack {marker.kwargs}: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def scenario_run(request: pytest.FixtureRequest, scenario: "Scenario", scenario_target: Target,
                  chaos_profile: Profile) -> Iterator["ScenarioRun"]:
     """Drive the parametrized ``scenario`` against the target; journal lands in the report."""
     from renderchaos.scenario import ScenarioRun
 
-    run = ScenarioRun(scenario, chaos_target, chaos_profile)
+    run = ScenarioRun(scenario, scenario_target, chaos_profile)
     try:
         yield run
     finally:

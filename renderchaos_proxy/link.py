@@ -27,6 +27,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from renderchaos_proxy.toxics import Toxic
@@ -39,6 +40,8 @@ SPLICE_LEN = 1 << 20
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 CONNECT_TIMEOUT = 10.0
+#: Bytes a latency toxic may hold in flight per direction before the sender feels backpressure.
+READ_AHEAD_LIMIT = 8 << 20
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
@@ -72,7 +75,10 @@ class Direction:
         self.version = 0
         self.received = 0
         self.sent = 0
-        self.carry: tuple[bytes, float] | None = None
+        self.inbox: deque[tuple[bytes, float]] = deque()  # read, not yet passed on
+        self.inbox_bytes = 0
+        self.src_eof = False
+        self.read_ahead = False
         self.pipe: tuple[int, int] | None = None
         self.src: socket.socket | None = None
         self.dst: socket.socket | None = None
@@ -173,10 +179,12 @@ class Direction:
             view = view[n:]
 
     def _fast_loop(self) -> bool:
-        if self.carry is not None:
-            data, _ = self.carry
-            self.carry = None
+        while self.inbox:  # bytes the toxic path had read but not yet passed on
+            data, _ = self.inbox.popleft()
+            self.inbox_bytes -= len(data)
             self._write_all(data)
+        if self.src_eof:
+            return self._eof()
         if self.pipe is None:
             r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             try:
@@ -227,43 +235,71 @@ class Direction:
                 n -= m
                 self.sent += m
 
+    def _read_chunk(self) -> bool:
+        """Read one chunk from the source into the inbox (timestamped). False if none was ready."""
+        try:
+            data = self.src.recv(CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        if not data:
+            self.src_eof = True
+        else:
+            self.received += len(data)
+            self.inbox.append((data, time.monotonic()))
+            self.inbox_bytes += len(data)
+        return True
+
     def _sleep_until(self, deadline: float, interruptible: bool = True) -> None:
-        """Wait until ``deadline`` (monotonic) or a chain change (raises _Interrupted
-        via the caller) / a cut (raises _Closed). Returns normally at the deadline."""
+        """Wait until ``deadline`` (monotonic). Raises _Interrupted (chain changed) or
+        _Closed (connection cut). With ``read_ahead`` on, bytes arriving meanwhile are
+        read into the inbox with their arrival time, so a latency toxic delays a stream
+        by its latency instead of throttling it to one chunk per delay."""
         poller = select.poll()
         poller.register(self.ctl, POLLIN)
+        src = self.src.fileno()
+        reading = False
         while True:
             if self.conn.closed:
                 raise _Closed()
             if interruptible and self.version != self._run_version:
                 raise _Interrupted(b"", 0.0)
+            want = self.read_ahead and not self.src_eof and self.inbox_bytes < READ_AHEAD_LIMIT
+            if want != reading:
+                if want:
+                    poller.register(src, POLLIN)
+                else:
+                    poller.unregister(src)
+                reading = want
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if remaining < 0.002:
+            if remaining < 0.002 and not reading:
                 time.sleep(remaining)  # sub-millisecond precision for slicer delays
                 return
             timeout = None if math.isinf(remaining) else remaining * 1000.0
-            if poller.poll(timeout):
-                self._drain_ctl()
+            for fd, _ in poller.poll(timeout):
+                if fd == self.ctl:
+                    self._drain_ctl()
+                else:
+                    self._read_chunk()
 
     def _toxic_loop(self) -> bool:
         version = self._run_version = self.version  # read the version before the chain
         chain = self.chain
         conn = self.conn
-        src = self.src
+        self.read_ahead = any(t.type == "latency" for t in chain)
         poller = select.poll()
-        poller.register(src.fileno(), POLLIN)
+        poller.register(self.src.fileno(), POLLIN)
         poller.register(self.ctl, POLLIN)
-        pending = self.carry
-        self.carry = None
         while True:
             if conn.closed:
                 return True
             if self.version != version:
-                self.carry = pending
                 return False
-            if pending is None:
+            if not self.inbox:
+                if self.src_eof:
+                    delay = sum(t.attributes.get("delay", 0) for t in chain if t.type == "slow_close")
+                    return self._eof(delay / 1000.0)
                 # limit_data already exhausted? timeout toxic expired?
                 deadline = math.inf
                 for toxic in chain:
@@ -280,33 +316,23 @@ class Direction:
                     conn.cut()
                     return True
                 events = poller.poll(None if math.isinf(remaining) else remaining * 1000.0)
-                if not events:
-                    continue  # the loop re-checks the timeout deadline
                 readable = False
                 for fd, _ in events:
                     if fd == self.ctl:
                         self._drain_ctl()
                     else:
                         readable = True
-                if not readable or self.version != version:
-                    continue  # the chain changed: re-dispatch before reading with a stale one
-                try:
-                    data = src.recv(CHUNK)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    delay = sum(
-                        t.attributes.get("delay", 0) for t in chain if t.type == "slow_close"
-                    )
-                    return self._eof(delay / 1000.0)
-                self.received += len(data)
-                pending = (data, time.monotonic())
-            data, ts = pending
-            pending = None
+                if readable and self.version == version:  # never read with a stale chain
+                    self._read_chunk()
+                continue
+            data, ts = self.inbox.popleft()
+            self.inbox_bytes -= len(data)
             try:
                 self._run_chain(chain, 0, data, ts)
             except _Interrupted as exc:
-                pending = (exc.data, exc.ts) if exc.data else None
+                if exc.data:
+                    self.inbox.appendleft((exc.data, exc.ts))
+                    self.inbox_bytes += len(exc.data)
             if conn.closed:
                 return True
 

@@ -124,6 +124,9 @@ class Stack:
             "WORKER_CONCURRENCY": str(c.worker_concurrency),
             "REFSTACK_BROKEN": ",".join(c.broken),
             "HOME": "/tmp",
+            # The harness polls from 127.0.0.1; floods come from 127.0.0.2+ (api.flood), so the
+            # per-IP limit (R §六.3: 10 r/s, burst 20) never throttles the harness itself.
+            "RATE_LIMIT_IP_EXEMPT": "127.0.0.1",
         }
         if self.provider:
             env["PROVIDER_URL"] = f"http://127.0.0.1:{self._route_port('provider')}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 
 import pytest
@@ -240,3 +242,21 @@ def test_upstream_unreachable_closes_client(api: ToxiproxyClient):
             except ConnectionResetError:
                 pass
     wait_for(lambda: proxy_threads() == 0, "the failed connection's thread to exit", EFFECT_TIMEOUT, Poll(interval=0.02))
+
+
+def test_latency_delays_a_stream_without_throttling_it(echo_proxy):
+    """4 MiB under 100 ms latency: first bytes late by the latency, the rest streams behind them
+    (one 32 KiB chunk per delay would take 12.8 s)."""
+    payload = os.urandom(4 << 20)
+    with echo_proxy.toxic("latency", stream="upstream", latency=100), connect(echo_proxy) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(payload,))
+        start = time.perf_counter()
+        sender.start()
+        first = recv_exact(sock, 1)
+        first_at = time.perf_counter() - start
+        rest = recv_exact(sock, len(payload) - 1)
+        total = time.perf_counter() - start
+        sender.join(EFFECT_TIMEOUT)
+    assert first + rest == payload
+    assert first_at >= 0.1
+    assert total < 1.5, f"{total:.2f}s"
