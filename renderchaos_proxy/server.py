@@ -13,7 +13,8 @@ A toxic acts on one ``stream`` of every connection of a proxy: ``upstream``
 is added or updated (and when a connection opens); toxicity 0 never acts.
 
 ``latency``     ``latency``, ``jitter`` (ms): each chunk is held latency +/- uniform jitter
-                after it arrived.
+                after it arrived. Bytes keep being read meanwhile (up to 8 MiB in flight),
+                so a stream is delayed, not throttled to one chunk per delay as in Go.
 ``bandwidth``   ``rate`` (KB/s, 1 KB = 1000 B): released in 100 ms slices; rate 0 stalls.
 ``slow_close``  ``delay`` (ms): the close (EOF) is passed on that much later.
 ``timeout``     ``timeout`` (ms): see below.
