@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import httpx
 
@@ -82,7 +83,7 @@ class Proxy:
         return self.client
 
     def _path(self, suffix: str = "") -> str:
-        return f"/proxies/{self.name}{suffix}"
+        return f"/proxies/{quote(self.name, safe='')}{suffix}"
 
     def _update_from(self, obj: dict[str, Any]) -> "Proxy":
         fresh = Proxy.from_json(obj, self.client)
@@ -131,10 +132,10 @@ class Proxy:
         body: dict[str, Any] = {"attributes": attributes}
         if toxicity is not None:
             body["toxicity"] = toxicity
-        return Toxic.from_json(self._api().request("POST", self._path(f"/toxics/{name}"), json=body))
+        return Toxic.from_json(self._api().request("POST", self._path(f"/toxics/{quote(name, safe='')}"), json=body))
 
     def remove_toxic(self, name: str) -> None:
-        self._api().request("DELETE", self._path(f"/toxics/{name}"))
+        self._api().request("DELETE", self._path(f"/toxics/{quote(name, safe='')}"))
 
     # -- faults as context managers that always heal ----------------------------
     @contextlib.contextmanager
@@ -237,7 +238,7 @@ class ToxiproxyClient:
         return {name: Proxy.from_json(obj, self) for name, obj in self.request("GET", "/proxies").items()}
 
     def get_proxy(self, name: str) -> Proxy:
-        return Proxy.from_json(self.request("GET", f"/proxies/{name}"), self)
+        return Proxy.from_json(self.request("GET", f"/proxies/{quote(name, safe='')}"), self)
 
     def create_proxy(self, name: str, listen: str = "127.0.0.1:0", upstream: str = "", enabled: bool = True) -> Proxy:
         body = {"name": name, "listen": listen, "upstream": upstream, "enabled": enabled}

@@ -61,6 +61,7 @@ import threading
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from renderchaos_proxy.errors import BAD_REQUEST_BODY, MISSING_FIELD, ApiError
 from renderchaos_proxy.proxy import DIRECTIONS, Proxy, ProxyCollection
@@ -139,8 +140,6 @@ class ApiServer:
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
         if headers.get("user-agent", "").startswith("Mozilla/"):
             return go_error("User agent not allowed", 403)
-        from urllib.parse import unquote
-
         parts = [unquote(p) for p in path.split("?", 1)[0].split("/")[1:]]
         for pattern, methods in self.routes:
             if len(pattern) != len(parts):

@@ -166,3 +166,11 @@ def test_cli_version_flag():
     out = subprocess.run([sys.executable, "-m", "renderchaos_proxy.server", "-version"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "2.12.0" in out.stdout
+
+
+def test_client_quotes_names(api: ToxiproxyClient, echo: Upstream):
+    proxy = api.create_proxy("odd name/with?chars", upstream=echo.address)
+    assert api.get_proxy("odd name/with?chars").name == "odd name/with?chars"
+    with proxy.toxic("latency", name="t 1/x", latency=1):
+        assert [t.name for t in proxy.list_toxics()] == ["t 1/x"]
+    assert proxy.list_toxics() == []
