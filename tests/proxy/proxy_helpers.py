@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import threading
-from typing import Awaitable, Callable, Iterator
+from typing import Awaitable, Callable
 
 from renderchaos.wait import Poll, wait_for
 from renderchaos_proxy.client import Proxy
