@@ -67,6 +67,7 @@ class Proxy:
         try:
             host, port = split_hostport(self.listen)
             infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            infos.sort(key=lambda info: info[0] != socket.AF_INET)  # "localhost" -> 127.0.0.1, as Go does
             family, _, _, _, addr = infos[0]
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:

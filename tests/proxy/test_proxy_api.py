@@ -271,3 +271,8 @@ def recv_until_body(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += sock.recv(4096)
     return data
+
+
+def test_localhost_listen_resolves_to_ipv4(http, echo: Upstream):
+    r = http.post("/proxies", json={"name": "lh", "listen": "localhost:0", "upstream": echo.address})
+    assert r.status_code == 201 and r.json()["listen"].startswith("127.0.0.1:")
