@@ -260,3 +260,11 @@ def test_latency_delays_a_stream_without_throttling_it(echo_proxy):
     assert first + rest == payload
     assert first_at >= 0.1
     assert total < 1.5, f"{total:.2f}s"
+
+
+def test_removing_an_unrolled_timeout_leaves_connections_alone(echo_proxy):
+    """Toxiproxy issue 603's cousin: a timeout toxic that never applied must not close on removal."""
+    with connect(echo_proxy) as sock:
+        with echo_proxy.toxic("timeout", timeout=0, toxicity=0.0):
+            assert round_trip(sock) == b"ping"
+        assert round_trip(sock) == b"ping"
