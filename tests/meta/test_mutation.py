@@ -1,0 +1,117 @@
+"""Every scenario can fail: the mutation meta-test.
+
+For each deliberately broken variant of the reference stack (``refstack.broken.VARIANTS``) that
+some scenario claims to catch (``Scenario.catches``), run those scenarios against a stack
+started with that variant, in a subprocess (a real suite run: its own stack, its own reports).
+A variant is *caught* when at least one of its scenarios FAILS in its call phase with a
+ScenarioFailed that names the scenario. Setup errors do not count as catches.
+
+Also a control: the gate selection passes against the healthy stack.
+
+Writes ``reports/mutation.json``: variants, caught, score, and per variant which scenario
+caught it. Slow (one stack per variant): marked ``slow``; ``-m "not slow"`` skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from refstack.broken import VARIANTS
+from scenarios import catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / "reports" / "mutation.json"
+
+
+def _claims() -> dict[str, list[str]]:
+    claims: dict[str, list[str]] = {}
+    for sc in catalog().values():
+        for variant in sc.catches:
+            claims.setdefault(variant, []).append(sc.id)
+    return claims
+
+
+CLAIMS = _claims()
+
+
+def _run_suite(args: list[str], reports: Path, timeout: float) -> tuple[int, dict, str]:
+    cmd = [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "-q", "--chaos-reports",
+           str(reports), "-o", "junit_family=xunit2", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    results = reports / "results.json"
+    doc = json.loads(results.read_text()) if results.exists() else {"results": []}
+    return proc.returncode, doc, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def _record(run_id: str, variant: str, entry: dict) -> None:
+    """Merge one variant's outcome into reports/mutation.json (xdist workers write in turn;
+    a file from an earlier run is started afresh)."""
+    import fcntl
+
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    with open(REPORT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+        per = doc.get("per_variant", {}) if doc.get("run_id") == run_id else {}
+        per[variant] = entry
+        caught = sum(1 for e in per.values() if e["caught_by"])
+        # The denominator is every planted variant: one that no scenario claims is not caught.
+        doc = {"run_id": run_id, "variants": len(VARIANTS), "measured": len(per), "caught": caught,
+               "score": round(caught / len(VARIANTS), 3) if VARIANTS else None,
+               "unclaimed_variants": sorted(set(VARIANTS) - set(CLAIMS)), "per_variant": per}
+        REPORT.write_text(json.dumps(doc, indent=2))
+
+
+def test_every_claimed_variant_exists() -> None:
+    unknown = {v: ids for v, ids in CLAIMS.items() if v not in VARIANTS}
+    assert not unknown, f"scenarios claim to catch variants that refstack.broken does not define: {unknown}"
+
+
+def test_every_variant_is_claimed_by_a_scenario() -> None:
+    unclaimed = sorted(set(VARIANTS) - set(CLAIMS))
+    assert not unclaimed, f"planted bugs no scenario claims to catch (the mutation score counts them as missed): {unclaimed}"
+
+
+def test_every_scenario_claims_a_variant() -> None:
+    missing = sorted(sc.id for sc in catalog().values() if not sc.catches)
+    assert not missing, f"scenarios that name no broken variant they catch (cannot be shown to fail): {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(CLAIMS))
+def test_variant_is_caught(variant: str, chaos_state) -> None:
+    ids = CLAIMS[variant]
+    expr = " or ".join(f"[{i}]" for i in ids)
+    with tempfile.TemporaryDirectory(prefix="renderchaos-mutation-") as tmp:
+        code, doc, tail = _run_suite(["--chaos-profile", "all", "--chaos-broken", variant, "-k", expr],
+                                     Path(tmp), timeout=1500)
+    by_id = {r.get("id"): r for r in doc["results"]}
+    caught_by, missed_by, not_run = [], [], []
+    for sid in ids:
+        r = by_id.get(sid)
+        if r is None:
+            not_run.append(sid)
+        elif r["outcome"] == "failed" and sid in r.get("failure", "") and "expected:" in r.get("failure", ""):
+            caught_by.append(sid)
+        else:
+            missed_by.append(f"{sid}: {r['outcome']}")
+    _record(chaos_state.run_id, variant, {"caught_by": caught_by, "missed_by": missed_by, "not_run": not_run,
+                      "description": VARIANTS.get(variant, "")})
+    assert caught_by, (f"broken variant {variant!r} ({VARIANTS.get(variant)}) was caught by none of {ids}: "
+                       f"missed {missed_by}, not run {not_run}\n--- suite output ---\n{tail}")
+
+
+@pytest.mark.slow
+def test_gate_passes_against_the_reference_stack() -> None:
+    with tempfile.TemporaryDirectory(prefix="renderchaos-control-") as tmp:
+        code, doc, tail = _run_suite(["--chaos-profile", "gate"], Path(tmp), timeout=900)
+    failed = [r.get("id") for r in doc["results"] if r["outcome"] not in ("passed",)]
+    assert code == 0 and not failed, f"gate against the healthy stack: exit {code}, not passed: {failed}\n{tail}"
