@@ -41,6 +41,10 @@ VARIANTS: dict[str, str] = {
     "api_no_indexes": "hot-query indexes on jobs not created (db.slow_query)",
     "api_health_always_ok": "/health answers 200 whatever the dependencies say (db.down, redis.down)",
     "api_stack_trace_in_body": "500 bodies carry the Python traceback (api.fuzz)",
+    "api_slow_submit": "every job submit waits 2.5 s before its transaction: slow renders submits under load (load.baseline, load.chaos)",
+    "api_ratelimit_fails_closed": "a Redis error in the rate limiter answers 503 even with RATE_LIMIT_FAIL_MODE=open (redis.down)",
+    "api_ratelimit_no_ttl": "rate-limit buckets written to Redis without a TTL: keys pile up (redis.maxmemory)",
+    "api_no_redis_eviction_policy": "the API never sets maxmemory-policy: Redis stays noeviction and refuses writes when full (redis.maxmemory)",
     # --- worker (refstack/worker) ---
     "worker_ack_early": "tasks acked on receipt, not rejected on worker loss: a killed worker loses its job (queue.worker_frozen, render.oom)",
     "worker_double_charge": "every delivery of a task charges the job again (queue.worker_frozen)",
@@ -48,6 +52,7 @@ VARIANTS: dict[str, str] = {
     "worker_no_max_tasks_per_child": "children never recycled (worker.memory_leak)",
     "worker_no_time_limit": "no render / Celery time limits: hung renders never end (render.timeout, render.hang)",
     "worker_complete_without_output": "job marked completed even when the output file is missing (render.storage_full)",
+    "worker_prefetch_hoard": "prefetch 1000 per worker: running workers hoard the queue, added workers get nothing (queue.backlog)",
     "worker_no_attempt_limit": "redelivered jobs retried forever, never resource_exhausted (render.oom)",
     # --- AI provider client (refstack/provider) ---
     "provider_retry_storm": "client retries a 401 Invalid API Key in a tight loop (ai.provider_key_invalid)",

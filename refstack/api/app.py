@@ -71,6 +71,29 @@ def _connect_once(conn: KombuConnection) -> None:
     conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, interval_max=0, timeout=1.0)
 
 
+def ensure_redis_policy(client: redis.Redis, policy: str) -> bool:
+    """Assert Redis's eviction policy (R §四.3: ``maxmemory-policy allkeys-lru``); True once it holds.
+
+    Every key the stack writes has a TTL and is safe to evict (rate-limit buckets, observations),
+    so under ``maxmemory`` Redis must evict rather than refuse writes (the default ``noeviction``).
+    Best effort: at start, and again by the health check after Redis was unreachable (a restarted
+    Redis has lost a CONFIG SET). A Redis that forbids CONFIG keeps its own policy (logged).
+    """
+    if not policy or is_broken("api_no_redis_eviction_policy"):
+        return True
+    try:
+        current = client.config_get("maxmemory-policy").get("maxmemory-policy")
+        if current != policy:
+            client.config_set("maxmemory-policy", policy)
+            logging.getLogger("refstack.api").info("redis maxmemory-policy %s -> %s", current, policy)
+        return True
+    except redis.ResponseError as exc:  # CONFIG disabled / renamed: leave it, say so once
+        logging.getLogger("refstack.api").warning("cannot set redis maxmemory-policy=%s: %s", policy, exc)
+        return True
+    except redis.RedisError:
+        return False  # unreachable now: the health check retries
+
+
 class Services:
     """Everything a request needs, built once per process."""
 
@@ -81,6 +104,7 @@ class Services:
         self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5,
                                           retry_on_timeout=False, health_check_interval=10)
         self.limiter = RateLimiter(self.redis)
+        self._redis_policy_set = ensure_redis_policy(self.redis, settings.redis_maxmemory_policy)
         self.celery = make_celery(settings)
         self.downloads = Downloads(settings.remux_max_concurrent)
         self.state = StateCollector(self.probe_engine, self.queue_lengths)
@@ -105,7 +129,13 @@ class Services:
             conn.exec_driver_sql("SELECT 1")
 
     def check_redis(self) -> None:
-        self.redis.ping()
+        try:
+            self.redis.ping()
+        except redis.RedisError:
+            self._redis_policy_set = False  # a restarted Redis comes back with its own config
+            raise
+        if not self._redis_policy_set:
+            self._redis_policy_set = ensure_redis_policy(self.redis, self.settings.redis_maxmemory_policy)
 
     def check_broker(self) -> None:
         with KombuConnection(self.settings.broker_url, connect_timeout=1.0) as conn:
@@ -150,7 +180,7 @@ def rate_limit(svc: Services, principal: Principal) -> None:
     try:
         d = svc.limiter.check_key(str(principal.user_id), s.rate_limit_key_rate, s.rate_limit_key_burst)
     except RedisUnavailable as exc:
-        if s.rate_limit_fail_mode == "closed":
+        if s.rate_limit_fail_mode == "closed" or is_broken("api_ratelimit_fails_closed"):
             raise unavailable("rate_limiter_unavailable",
                               "rate limiter unavailable (Redis unreachable) and RATE_LIMIT_FAIL_MODE=closed",
                               retry_after=2) from exc
@@ -199,6 +229,8 @@ def submit_job(svc: Services, principal: Principal, *, kind: str, params: dict[s
                conversation_id: uuid.UUID | None = None, prompt: str | None = None) -> Any:
     """Charge and insert in one transaction, then publish with confirm; 503 if the broker refuses."""
     job_id = uuid.uuid4()
+    if is_broken("api_slow_submit"):
+        time.sleep(2.5)  # planted bug (load.baseline, R §三): a slow submit path
 
     def tx(conn):
         if kind == "ai" and conversation_id is not None:
