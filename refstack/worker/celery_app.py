@@ -53,7 +53,8 @@ def make_celery(settings: Settings) -> Celery:
         # late ack: a lost worker's task goes back to the queue (R §三.2, SCENARIOS queue.worker_frozen)
         task_acks_late=not is_broken("worker_ack_early"),
         task_reject_on_worker_lost=not is_broken("worker_ack_early"),
-        worker_prefetch_multiplier=1,
+        # planted bug worker_prefetch_hoard: busy workers hoard the queue, added workers idle (queue.backlog)
+        worker_prefetch_multiplier=1000 if is_broken("worker_prefetch_hoard") else 1,
         worker_max_tasks_per_child=None if is_broken("worker_no_max_tasks_per_child")
         else settings.worker_max_tasks_per_child,
         worker_concurrency=settings.worker_concurrency,
