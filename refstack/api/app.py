@@ -337,7 +337,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             label = getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
             if path in ("/metrics",):
                 label = path
-            HTTP_REQUESTS.labels(request.method, label, str(status)).inc()
+            counted = status
+            if status >= 500 and is_broken("metrics_no_5xx_count"):
+                counted = 200  # BUG: server errors counted as successes; HighErrorRate never fires
+            HTTP_REQUESTS.labels(request.method, label, str(counted)).inc()
             HTTP_LATENCY.labels(request.method, label).observe(time.perf_counter() - start)
 
     async def _flood_guard(request: Request) -> Response | None:
