@@ -55,6 +55,7 @@ RECIPES: dict[str, ImageRecipe] = {
         ImageRecipe("redis", "docker.io/library/redis:7-bookworm"),
         ImageRecipe("rabbitmq", "docker.io/library/rabbitmq:3.12"),
         ImageRecipe("app", None, needs_wheelhouse=True),
+        ImageRecipe("prometheus", "docker.io/prom/prometheus:v2.42.0"),
     )
 }
 
