@@ -25,6 +25,7 @@ VARIANTS: dict[str, str] = {
     "render_no_probe_gate": "inputs not ffprobed: missing / corrupt assets reach ffmpeg as render_failed (render.input_missing, render.input_corrupt)",
     "render_no_tolerant_retry": "no -err_detect ignore_err retry: partly damaged inputs fail (render.input_corrupt)",
     "render_complete_without_output": "ENOSPC ignored and output not verified: 'completed' without a valid file (render.storage_full)",
+    "render_final_step_unbounded": "final audio/metadata step has no -t: a looped audio track never ends, the job sits at 99 % (render.stuck_99)",
     "render_no_segments": "long renders done in one pass, not 5-minute segments (render.oom)",
     "remux_leave_ffmpeg_on_disconnect": "remux ffmpeg not killed when the client goes away: pile-up (stream.client_disconnect)",
     "remux_no_cap": "remux concurrency cap ignored: unbounded ffmpeg processes (stream.client_disconnect)",

@@ -212,9 +212,10 @@ class _Render:
             argv += self.asset_input(s.audio)
         else:
             argv += ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
-        argv += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", s.audio_bitrate,
-                 "-t", f"{s.duration:.3f}", "-metadata", f"title={s.title}", "-movflags", "+faststart",
-                 "-f", "mp4", tmp_name]
+        argv += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", s.audio_bitrate]
+        if not is_broken("render_final_step_unbounded"):
+            argv += ["-t", f"{s.duration:.3f}"]  # the looped audio ends with the video: no endless 99 %
+        argv += ["-metadata", f"title={s.title}", "-movflags", "+faststart", "-f", "mp4", tmp_name]
         return argv
 
     def verify(self, path: Path) -> float:
