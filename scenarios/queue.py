@@ -1,6 +1,7 @@
 """Queue and workers (R §三.2, A §2)."""
 
 from renderchaos.scenario import Runbook, Scenario
+from scenarios.ai import AI_DEADLINE_S
 
 WORKER_DOWN = Scenario(
     id="queue.worker_down",
@@ -14,4 +15,80 @@ WORKER_DOWN = Scenario(
     detect_s=10.0,
     recover_s=120.0,
     catches=("worker_ack_early",),
+)
+
+BROKER_DOWN = Scenario(
+    id="queue.broker_down",
+    title="RabbitMQ stopped, then partitioned: submit answers 503 or queues durably; workers reconnect alone",
+    runbook=Runbook("A", "§2.1 任务一直处于 pending 状态 (检查 RabbitMQ 状态)"),
+    tier="resilience",
+    needs=("render_api", "containers", "fault_proxy"),
+    fault="RabbitMQ container stopped; later the fault-proxy route to RabbitMQ down",
+    symptom="POST /v1/videos answers 503 broker_unavailable (or 202 for a job that survives)",
+    remedy="start RabbitMQ / bring the route back; no worker restart",
+    detect_s=20.0,
+    recover_s=90.0,
+    catches=("api_accept_when_broker_down",),
+)
+
+WORKER_FROZEN = Scenario(
+    id="queue.worker_frozen",
+    title="a worker paused mid-task: its task is redelivered and completed elsewhere, once",
+    runbook=Runbook("R", "§三.2 队列积压 (Worker卡死)"),
+    tier="resilience",
+    needs=("render_api", "containers"),
+    fault="the worker rendering a job frozen (docker pause) mid-render",
+    symptom="the broker drops the silent consumer (missed heartbeats) and redelivers its unacked task",
+    remedy="the other worker completes it; unpause the frozen worker",
+    detect_s=120.0,
+    recover_s=120.0,
+    catches=("worker_ack_early", "worker_double_charge"),
+)
+
+#: QueueBacklog (rules.yml: celery_queue_length > 1000) evaluated with its threshold scaled to a
+#: burst that drains in well under a minute; the expression is the rule's.
+BACKLOG_THRESHOLD = 30
+BACKLOG = Scenario(
+    id="queue.backlog",
+    title="10x burst of jobs: QueueBacklog fires, added workers drain faster",
+    runbook=Runbook("R", "§三.2 队列积压"),
+    tier="resilience",
+    needs=("ai_api", "provider_control", "metrics", "containers"),
+    fault=f"a burst of AI jobs (provider answers in 1 s each): queue > {BACKLOG_THRESHOLD}",
+    symptom=f"celery_queue_length{{queue=\"ai\"}} > {BACKLOG_THRESHOLD} on /metrics (QueueBacklog condition)",
+    remedy="add workers (two more worker containers)",
+    detect_s=30.0,
+    recover_s=120.0,
+    catches=("worker_prefetch_hoard",),
+)
+
+TASK_TIMEOUT = Scenario(
+    id="queue.task_timeout",
+    title="AI provider slower than AI_TASK_TIMEOUT: job timeout at the limit, not earlier, not hanging",
+    runbook=Runbook("A", "§2.3 任务超时"),
+    tier="resilience",
+    needs=("ai_api", "provider_control"),
+    fault=f"the provider answers after 30 s; AI_TASK_TIMEOUT={AI_DEADLINE_S:g}s",
+    symptom=f"AI job status timeout {AI_DEADLINE_S:g}s after it started",
+    remedy="provider fast again; new AI jobs complete",
+    detect_s=AI_DEADLINE_S + 30.0,
+    recover_s=45.0,
+    catches=("provider_no_deadline",),
+)
+
+#: leak tasks for worker.memory_leak: count x MiB each, kept alive until the child is recycled
+LEAK_TASKS = 200
+LEAK_MB = 2
+MEMORY_LEAK = Scenario(
+    id="worker.memory_leak",
+    title="a leaking task type: worker children recycle and resident memory stays bounded",
+    runbook=Runbook("A", "§5.2 Celery Worker 内存泄漏"),
+    tier="resilience",
+    needs=("render_api",),
+    fault=f"{LEAK_TASKS} tasks that each keep {LEAK_MB} MiB alive in their worker child",
+    symptom="RSS of a worker child grows with every task it runs",
+    remedy="max-tasks-per-child recycles children (the configured remedy is always on)",
+    detect_s=120.0,
+    recover_s=60.0,
+    catches=("worker_no_max_tasks_per_child",),
 )

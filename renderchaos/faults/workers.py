@@ -1,0 +1,58 @@
+"""Scale the reference stack's worker pool for a scenario (queue.backlog: "add workers").
+
+:class:`ExtraWorkers` starts ``count`` more worker containers built exactly like the stack's
+own (same image, environment, volumes, memory limit; labelled with the stack's context so the
+reaper finds them) and removes them when healed. It is a Fault so ``ScenarioRun.inject()``
+removes the containers on the way out whatever happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from renderchaos.errors import FaultInjectionError, ProvisioningError
+from renderchaos.wait import Deadline
+
+if TYPE_CHECKING:
+    from renderchaos.stack.services import Worker
+    from renderchaos.stack.stack import Stack
+
+READY_TIMEOUT = 60.0  # s, an extra worker consuming from the broker
+
+
+@dataclass
+class ExtraWorkers:
+    stack: "Stack"
+    count: int = 1
+    ready_timeout: float = READY_TIMEOUT
+    started: list["Worker"] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"{self.count} extra worker(s) on stack {self.stack.ctx.stack_id}"
+
+    def inject(self) -> None:
+        from renderchaos.stack.services import Worker
+
+        model = self.stack.workers[0]
+        env = {k: v for k, v in model.env.items() if k != "WORKER_NAME"}
+        first = len(self.stack.workers) + 100  # own index range: never a name the stack uses
+        for i in range(self.count):
+            w = Worker(self.stack.ctx, model.image, first + i, env=env, volumes=dict(model.volumes),
+                       mem_limit=model.mem_limit)
+            self.started.append(w)
+            try:
+                w.start()
+            except ProvisioningError as exc:
+                raise FaultInjectionError(f"could not start extra worker {w.name}: {exc}") from exc
+        deadline = Deadline.after(self.ready_timeout)
+        for w in self.started:
+            try:
+                w.wait_ready(deadline)
+            except ProvisioningError as exc:
+                raise FaultInjectionError(f"extra worker {w.name} not ready: {exc}") from exc
+
+    def heal(self) -> None:
+        for w in self.started:
+            w.remove()
+        self.started.clear()
