@@ -230,7 +230,7 @@ def submit_job(svc: Services, principal: Principal, *, kind: str, params: dict[s
     """Charge and insert in one transaction, then publish with confirm; 503 if the broker refuses."""
     job_id = uuid.uuid4()
     if is_broken("api_slow_submit"):
-        time.sleep(2.5)  # planted bug (load.baseline, R §三): a slow submit path
+        time.sleep(5.0)  # planted bug (load.baseline, R §三): a slow submit path
 
     def tx(conn):
         if kind == "ai" and conversation_id is not None:
