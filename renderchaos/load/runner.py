@@ -1,0 +1,229 @@
+"""Run Locust in a subprocess (gevent's monkey-patching and pytest do not share a process).
+
+:class:`LoadRun` is plain data (what to run); :class:`LocustProcess` starts it in distributed
+mode on this machine (``--processes N``: a master plus N worker processes, one per core by
+default), can be stopped early through the locustfile's stop file, and returns a
+:class:`LoadResult` with the exit code, the report paths, the final per-request statistics and
+the threshold breaches. Works from a plain script (benchmarks/load_capacity.py) as well as
+from pytest (suites/test_load.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from renderchaos.errors import RenderChaosError
+from renderchaos.load import thresholds as th
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+EXIT_THRESHOLD = 3  # the locustfile's exit code when a threshold broke
+
+
+class LoadError(RenderChaosError):
+    """Locust could not run (not installed, crashed, never stopped)."""
+
+
+@dataclass
+class LoadRun:
+    host: str
+    admin_token: str
+    out_dir: Path
+    name: str = "load"  # report file prefix
+    users: int = 12
+    spawn_rate: float = 4.0
+    run_time_s: float = 60.0
+    processes: int = -1  # -1: one worker process per core
+    seed: int = 0
+    weights: str = "render=3,ai=1,browse=1"
+    think: str = "0.5,2.0"
+    poll: str = "0.5,3.0,120"
+    download: float = 0.5
+    render: str = "1.0,320,240"
+    thresholds_file: Path | None = None
+    threshold_set: str = ""
+    enforce: bool = True
+    locustfile: Path = LOCUSTFILE
+    extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def csv_prefix(self) -> Path:
+        return self.out_dir / self.name
+
+    @property
+    def html(self) -> Path:
+        return self.out_dir / f"{self.name}.html"
+
+    @property
+    def stats_csv(self) -> Path:
+        return self.out_dir / f"{self.name}_stats.csv"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.out_dir / f"{self.name}_stats_history.csv"
+
+    @property
+    def accepted_file(self) -> Path:
+        return self.out_dir / f"{self.name}_accepted.jsonl"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.out_dir / f"{self.name}.stop"
+
+    @property
+    def log_file(self) -> Path:
+        return self.out_dir / f"{self.name}.log"
+
+    def command(self) -> list[str]:
+        exe = Path(sys.executable).with_name("locust")
+        cmd = [str(exe) if exe.exists() else "locust", "-f", str(self.locustfile), "--headless",
+               "--host", self.host, "-u", str(self.users), "-r", str(self.spawn_rate),
+               "-t", f"{int(self.run_time_s)}s", "--stop-timeout", "10",
+               "--csv", str(self.csv_prefix), "--csv-full-history", "--html", str(self.html),
+               "--only-summary", "--loglevel", "INFO",
+               "--rc-seed", str(self.seed), "--rc-accepted-file", str(self.accepted_file),
+               "--rc-weights", self.weights, "--rc-think", self.think, "--rc-poll", self.poll,
+               "--rc-download", str(self.download), "--rc-render", self.render,
+               "--rc-threshold-set", self.threshold_set, "--rc-enforce", "1" if self.enforce else "0",
+               "--rc-stop-file", str(self.stop_file)]
+        if self.processes:
+            cmd += ["--processes", str(self.processes)]
+        if self.thresholds_file:
+            cmd += ["--rc-thresholds", str(self.thresholds_file)]
+        return cmd + self.extra_args
+
+    def env(self) -> dict[str, str]:
+        # The admin token goes through the environment, not argv (ps shows argv to everyone).
+        env = {**os.environ, "RENDERCHAOS_ADMIN_TOKEN": self.admin_token, "PYTHONUNBUFFERED": "1",
+               **self.extra_env}
+        env.pop(th.ENV_SET, None)  # the run's own threshold_set is explicit on the command line
+        return env
+
+
+@dataclass
+class LoadResult:
+    run: LoadRun
+    exit_code: int
+    elapsed_s: float
+    stats: list[th.RequestStat]
+    breaches: list[th.Breach]
+    thresholds: th.Thresholds
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.breaches
+
+    def row(self, key: str) -> th.RequestStat | None:
+        return next((s for s in self.stats if s.key == key), None)
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """The jobs Locust users saw accepted (one per line, written by every worker process)."""
+        path = self.run.accepted_file
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.run.log_file.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def summary(self) -> str:
+        agg = self.row(th.AGGREGATED)
+        if agg is None:
+            return "no requests recorded"
+        return (f"{agg.requests} requests, {agg.failures} failed ({agg.failure_ratio:.2%}), "
+                f"{agg.rps:.1f} req/s, p95 {agg.p95_ms} ms, p99 {agg.p99_ms} ms")
+
+
+class LocustProcess:
+    """One Locust run in a subprocess (its own process group, so stopping it stops its workers)."""
+
+    def __init__(self, run: LoadRun) -> None:
+        self.run = run
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.t0 = 0.0
+
+    def start(self) -> "LocustProcess":
+        r = self.run
+        r.out_dir.mkdir(parents=True, exist_ok=True)
+        for p in (r.accepted_file, r.stop_file, r.history_csv, r.stats_csv):
+            p.unlink(missing_ok=True)
+        cmd = r.command()
+        # Never import locust here: it monkey-patches the whole process (gevent) on import.
+        if importlib.util.find_spec("locust") is None:
+            raise LoadError("Locust is not installed: .venv/bin/pip install 'renderchaos[load]' "
+                            "(or 'locust>=2.20')")
+        log = open(r.log_file, "wb")
+        log.write(f"$ {shlex.join(cmd)}\n".encode())
+        log.flush()
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=r.env(),
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Ask Locust to stop now (it writes its reports and evaluates thresholds)."""
+        self.run.stop_file.touch()
+
+    def wait(self, timeout: float | None = None) -> LoadResult:
+        """Wait for the run to end (``timeout`` default: run time + 90 s), then read the results."""
+        assert self.proc is not None, "start() first"
+        limit = timeout if timeout is not None else self.run.run_time_s + 90
+        try:
+            code = self.proc.wait(timeout=max(1.0, limit - (time.monotonic() - self.t0)))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise LoadError(f"Locust did not finish within {limit:.0f}s and ignored the stop file; "
+                                f"killed. Log: {self.run.log_file}") from None
+        return self._result(code)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+
+    def _result(self, code: int) -> LoadResult:
+        r = self.run
+        t = th.load(r.thresholds_file, r.threshold_set)
+        stats = th.read_stats_csv(r.stats_csv) if r.stats_csv.exists() else []
+        res = LoadResult(run=r, exit_code=code, elapsed_s=round(time.monotonic() - self.t0, 1), stats=stats,
+                         breaches=th.evaluate(stats, t) if stats else [], thresholds=t)
+        if not stats:
+            raise LoadError(f"Locust exited {code} without statistics ({r.stats_csv} missing); "
+                            f"last log lines:\n{res.log_tail()}", exit_code=code)
+        return res
+
+    def __enter__(self) -> "LocustProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+def run_load(run: LoadRun) -> LoadResult:
+    """Run to completion (blocking)."""
+    with LocustProcess(run) as p:
+        return p.wait()
