@@ -127,6 +127,11 @@ class Settings:
     rate_limit_key_rate: float = _setting("RATE_LIMIT_KEY_RATE", 5.0, _float(0),
                                           "per API key / user, requests per second (0 disables)")
     rate_limit_key_burst: int = _setting("RATE_LIMIT_KEY_BURST", 10, _int(1), "per key burst")
+    redis_maxmemory_policy: str = _setting(
+        "REDIS_MAXMEMORY_POLICY", "allkeys-lru",
+        _choice("", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu", "volatile-ttl"),
+        "eviction policy the API asserts on Redis (CONFIG SET) at start and after reconnecting; "
+        "empty = leave Redis as configured (R §四.3: maxmemory-policy allkeys-lru)")
     rate_limit_ip_rate: float = _setting("RATE_LIMIT_IP_RATE", 10.0, _float(0),
                                          "per client IP flood limit, r/s (R: limit_req 10r/s; 0 disables)")
     rate_limit_ip_burst: int = _setting("RATE_LIMIT_IP_BURST", 20, _int(1), "per client IP burst (R: 20)")

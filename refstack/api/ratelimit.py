@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import redis
 
+from refstack.broken import is_broken
+
 log = logging.getLogger(__name__)
 
 # KEYS[1] bucket; ARGV now (s, float), emission interval (s), burst tolerance (s). Returns {allowed, retry_after_ms}
@@ -43,6 +45,9 @@ end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
 return {1, 0}
 """
+# planted bug api_ratelimit_no_ttl: the bucket is written without its expiry (R §八: keys pile up)
+_GCRA_NO_TTL = _GCRA.replace("tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)",
+                             "tostring(new_tat))")
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, *, prefix: str = "refstack:rl:") -> None:
         self.client = client
         self.prefix = prefix
-        self._script = client.register_script(_GCRA)
+        self._script = client.register_script(_GCRA_NO_TTL if is_broken("api_ratelimit_no_ttl") else _GCRA)
         self._open_until = 0.0
         self.local = LocalBucket()
 
