@@ -277,6 +277,7 @@ def prepare_engine(state: ChaosState) -> dict[str, str]:
         return state.images
     from renderchaos.engine import ImageResolver, configure_testcontainers, find_engine
     from renderchaos.engine.engine import STATE_DIR
+    from renderchaos.engine.images import OFFICIAL_TOXIPROXY
     from renderchaos.stack.reaper import Reaper
 
     engine = find_engine(user=state.owner)
@@ -288,8 +289,12 @@ def prepare_engine(state: ChaosState) -> dict[str, str]:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(STATE_DIR / "images.lock", "w") as lock:  # one cold build at a time across workers
         fcntl.flock(lock, fcntl.LOCK_EX)
-        state.images = ImageResolver(engine, overrides=state.image_overrides).resolve(
-            ["postgres", "redis", "rabbitmq", "app"])
+        resolver = ImageResolver(engine, overrides=state.image_overrides)
+        state.images = resolver.resolve(["postgres", "redis", "rabbitmq", "app"])
+        # The real Toxiproxy wherever it can be had; ours (renderchaos_proxy) otherwise.
+        official = resolver.official_only(state.image_overrides.get("toxiproxy", OFFICIAL_TOXIPROXY))
+        if official:
+            state.images["toxiproxy"] = official
     return state.images
 
 
@@ -308,8 +313,14 @@ def start_stack(state: ChaosState, **overrides: Any) -> "Stack":
     from renderchaos.stack.stack import Stack, StackConfig
 
     images = prepare_engine(state)
+    toxiproxy_url = os.environ.get("TOXIPROXY_URL") or None
+    if toxiproxy_url:
+        from renderchaos.config import ensure_loopback
+
+        ensure_loopback(toxiproxy_url, "TOXIPROXY_URL", state.allow_remote)
     config = StackConfig(images=images, workers=state.workers, broken=state.broken,
-                         start_timeout=state.profile.timeouts.stack_start)
+                         start_timeout=state.profile.timeouts.stack_start,
+                         toxiproxy_url=toxiproxy_url)
     for key, value in overrides.items():
         if not hasattr(config, key):
             raise ConfigError(f"unknown stack option {key!r}; see renderchaos.stack.stack.StackConfig")

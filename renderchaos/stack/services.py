@@ -319,6 +319,22 @@ class FaultProxy(AppService):
                          lambda: _http_ok(f"{self.base_url()}/version"))
 
 
+class OfficialToxiproxy(Service):
+    """Shopify's Toxiproxy image, used instead of ours wherever it can be pulled."""
+
+    name = "faultproxy"
+    image_key = "toxiproxy"
+
+    def command(self) -> list[str]:
+        return ["-host", "127.0.0.1", "-port", str(self.port)]
+
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def readiness(self) -> Readiness:
+        return Readiness(f"GET /version on {self.base_url()}", lambda: _http_ok(f"{self.base_url()}/version"))
+
+
 class Api(AppService):
     name = "api"
     module = "refstack.api"

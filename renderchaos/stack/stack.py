@@ -25,7 +25,7 @@ import httpx
 from renderchaos.errors import ProvisioningError
 from renderchaos.stack.context import StackContext
 from renderchaos.stack.services import (
-    Api, FaultProxy, Live, Postgres, Provider, RabbitMQ, Redis, Service, Worker,
+    Api, FaultProxy, Live, OfficialToxiproxy, Postgres, Provider, RabbitMQ, Redis, Service, Worker,
 )
 from renderchaos.wait import Deadline
 
@@ -45,7 +45,7 @@ class StackConfig:
     worker_mem_limit: str | None = None
     with_provider: bool = True
     with_live: bool = True
-    toxiproxy_url: str | None = None  # use an external (real) Toxiproxy instead of ours
+    toxiproxy_url: str | None = None  # an external (real) Toxiproxy on this host, instead of a container
     start_timeout: float = 90.0
     provider_keys: tuple[str, ...] = ("pk-alpha", "pk-bravo", "pk-charlie")
     render_encoder: str = "h264_nvenc"  # as configured on a GPU fleet; absent here -> fallback
@@ -69,7 +69,10 @@ class Stack:
         self.postgres = Postgres(ctx, img["postgres"])
         self.redis = Redis(ctx, img["redis"])
         self.rabbitmq = RabbitMQ(ctx, img["rabbitmq"])
-        self.proxy: FaultProxy | None = None if config.toxiproxy_url else FaultProxy(ctx, img["app"])
+        self.proxy: FaultProxy | OfficialToxiproxy | None = None
+        if not config.toxiproxy_url:
+            self.proxy = (OfficialToxiproxy(ctx, img["toxiproxy"]) if img.get("toxiproxy")
+                          else FaultProxy(ctx, img["app"]))
         self.proxy_url = config.toxiproxy_url or self.proxy.base_url()  # type: ignore[union-attr]
         self.provider = Provider(ctx, img["app"], env={"PROVIDER_HOST": "127.0.0.1"}) \
             if config.with_provider else None
