@@ -27,6 +27,7 @@ IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 LOG_DIR = Path.home() / ".cache" / "renderchaos" / "build-logs"
 LOCAL_PREFIX = "localhost/renderchaos"
 OFFICIAL_BASE = "docker.io/library/debian:bookworm-slim"
+OFFICIAL_TOXIPROXY = "ghcr.io/shopify/toxiproxy:2.12.0"  # used when pullable; else our renderchaos_proxy
 PULL_TIMEOUT_S = 120.0
 BUILD_TIMEOUT_S = 900.0
 
@@ -149,6 +150,12 @@ class ImageResolver:
         if to_build:
             self._build_all(to_build)
         return refs
+
+    def official_only(self, ref: str) -> str | None:
+        """``ref`` if present or pullable, else None (for services with a built-in fallback)."""
+        if ref in self.overrides.values() or self.exists(ref) or self.try_pull(ref):
+            return ref
+        return None
 
     def _build_all(self, recipes: list[ImageRecipe]) -> None:
         t0 = time.monotonic()
