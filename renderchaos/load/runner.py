@@ -90,16 +90,17 @@ class LoadRun:
                "--host", self.host, "-u", str(self.users), "-r", str(self.spawn_rate),
                "-t", f"{int(self.run_time_s)}s", "--stop-timeout", "10",
                "--csv", str(self.csv_prefix), "--csv-full-history", "--html", str(self.html),
-               "--only-summary", "--loglevel", "INFO",
-               "--rc-seed", str(self.seed), "--rc-accepted-file", str(self.accepted_file),
-               "--rc-weights", self.weights, "--rc-think", self.think, "--rc-poll", self.poll,
-               "--rc-download", str(self.download), "--rc-render", self.render,
-               "--rc-threshold-set", self.threshold_set, "--rc-enforce", "1" if self.enforce else "0",
-               "--rc-stop-file", str(self.stop_file)]
+               "--only-summary", "--loglevel", "INFO"]
         if self.processes:
             cmd += ["--processes", str(self.processes)]
-        if self.thresholds_file:
-            cmd += ["--rc-thresholds", str(self.thresholds_file)]
+        if self.locustfile == LOCUSTFILE:  # the renderchaos users' own options
+            cmd += ["--rc-seed", str(self.seed), "--rc-accepted-file", str(self.accepted_file),
+                    "--rc-weights", self.weights, "--rc-think", self.think, "--rc-poll", self.poll,
+                    "--rc-download", str(self.download), "--rc-render", self.render,
+                    "--rc-threshold-set", self.threshold_set, "--rc-enforce", "1" if self.enforce else "0",
+                    "--rc-stop-file", str(self.stop_file)]
+            if self.thresholds_file:
+                cmd += ["--rc-thresholds", str(self.thresholds_file)]
         return cmd + self.extra_args
 
     def env(self) -> dict[str, str]:
