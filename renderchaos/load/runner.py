@@ -50,7 +50,7 @@ class LoadRun:
     download: float = 0.5
     render: str = "1.0,320,240"
     thresholds_file: Path | None = None
-    threshold_set: str = ""
+    threshold_set: str = field(default_factory=lambda: os.environ.get(th.ENV_SET, ""))  # "key=value;..."
     enforce: bool = True
     locustfile: Path = LOCUSTFILE
     extra_args: list[str] = field(default_factory=list)
