@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from renderchaos.errors import TargetError, WaitTimeout
-from renderchaos.faults.container import Frozen, Stopped, exec_in
+from renderchaos.faults.container import Stopped, exec_in
 from renderchaos.faults.network import RouteDown
 from renderchaos.faults.provider import ProviderBehaviour
-from renderchaos.faults.workers import ExtraWorkers
+from renderchaos.faults.workers import ExtraWorkers, FrozenMidTask
 from renderchaos.probes.ai import AiApi, accept_ai
 from renderchaos.probes.ledger import TERMINAL
 from renderchaos.scenario import ScenarioRun, runs
@@ -110,7 +110,8 @@ def test_broker_down_refuses_or_queues_durably(scenario_run: ScenarioRun) -> Non
     started = {w.name: w.state().get("StartedAt") for w in stack.workers}
 
     # 1. RabbitMQ stopped
-    stopped = run.inject(Stopped(stack.rabbitmq, grace=5))
+    # RabbitMQ boots slowly on a loaded machine: its start gets the stack-start deadline
+    stopped = run.inject(Stopped(stack.rabbitmq, grace=5, ready_timeout=run.timeouts.stack_start))
     first = run.detect(lambda: (r := run.submit(title="broker stopped", duration=1.0)).status_code != 202 and r,
                        "POST /v1/videos to refuse with the broker stopped (or accept durably)", poll=POLL)
     run.expect(first.status_code == 503, "503 broker_unavailable with RabbitMQ stopped",
@@ -155,7 +156,7 @@ def test_worker_frozen_task_redelivered_once(scenario_run: ScenarioRun) -> None:
     owner = next((w for w in stack.workers if str(job["worker"]).startswith(w.env["WORKER_NAME"] + ":")), None)
     run.expect(owner is not None, "the job record names a worker of the stack", f"worker={job['worker']!r}")
     assert owner is not None
-    run.inject(Frozen(owner))
+    frozen = run.inject(FrozenMidTask(owner))
     now = run.ledger.status(job_id) or {}
     run.expect(now.get("status") == "running", "the job is mid-render when its worker freezes",
                f"already {now.get('status')} (render too short for this machine?)")
@@ -176,7 +177,7 @@ def test_worker_frozen_task_redelivered_once(scenario_run: ScenarioRun) -> None:
     after = run.admin.user(run.user.user_id)["credits"]
     run.expect(after == before - cost, f"charged exactly once ({cost} credits)",
                f"balance {before} -> {after} ({before - after} credits taken; attempts={moved.get('attempts')})")
-    run.remedy(lambda: Frozen(owner).heal(), f"unpause {owner.name}")
+    run.heal(frozen, f"unpause {owner.name}")
     # the thawed worker must not add a second output nor change the record
     _hold_absent(lambda: (j := run.ledger.status(job_id)) and (j["status"] != "completed"
                                                                or j.get("output_path") != done.get("output_path")),

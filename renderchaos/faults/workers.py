@@ -15,7 +15,7 @@ from renderchaos.errors import FaultInjectionError, ProvisioningError
 from renderchaos.wait import Deadline
 
 if TYPE_CHECKING:
-    from renderchaos.stack.services import Worker
+    from renderchaos.stack.services import Service, Worker
     from renderchaos.stack.stack import Stack
 
 READY_TIMEOUT = 60.0  # s, an extra worker consuming from the broker
@@ -56,3 +56,39 @@ class ExtraWorkers:
         for w in self.started:
             w.remove()
         self.started.clear()
+
+
+@dataclass
+class FrozenMidTask:
+    """Like :class:`renderchaos.faults.container.Frozen`, but a freezer that could not settle
+    ("unable to freeze": runc gives up while a process of a busy worker is mid-syscall) is tried
+    again until ``timeout``; only then does the injection fail."""
+
+    service: "Service"
+    timeout: float = 10.0
+
+    def describe(self) -> str:
+        return f"freeze {self.service.name} mid-task"
+
+    def inject(self) -> None:
+        from renderchaos.faults.container import pause
+        from renderchaos.wait import Poll, wait_for
+
+        def attempt() -> bool:
+            if self.service.state().get("Paused"):
+                return True
+            pause(self.service)
+            return True
+
+        try:
+            wait_for(attempt, what=f"{self.service.name} to freeze", timeout=self.timeout,
+                     poll=Poll(0.2, tolerate=(FaultInjectionError,)))
+        except Exception as exc:  # WaitTimeout: every attempt failed
+            raise FaultInjectionError(f"could not freeze {self.service.name}: {exc}",
+                                      service=self.service.name) from exc
+
+    def heal(self) -> None:
+        from renderchaos.faults.container import unpause
+
+        if self.service.state().get("Paused"):
+            unpause(self.service)
