@@ -57,7 +57,7 @@ INPUT_CORRUPT_CORPUS = Scenario(
 )
 
 # timeout and hang share one dedicated stack (same options: the plugin keeps it between them)
-SLOW_STACK = dict(workers=1, env={"RENDER_TIME_LIMIT": "15", "RENDER_STALL_TIMEOUT": "3"})
+SLOW_STACK = dict(workers=1, env={"RENDER_TIME_LIMIT": "30", "RENDER_STALL_TIMEOUT": "10"})
 
 TIMEOUT = Scenario(
     id="render.timeout",
@@ -65,7 +65,7 @@ TIMEOUT = Scenario(
     runbook=Runbook("R", "§一.3 渲染超时 (超时,终止进程组)"),
     tier="resilience",
     needs=("render_api", "containers"),
-    fault="a render far longer than RENDER_TIME_LIMIT=15s (one worker)",
+    fault="a render far longer than RENDER_TIME_LIMIT=30s (one worker)",
     symptom="render time exceeds what is expected",
     remedy="kill the process group at the deadline (os.killpg), mark the job timeout",
     detect_s=60.0,
@@ -78,10 +78,10 @@ HANG = Scenario(
     runbook=Runbook("R", "§一.3 渲染超时 原因4: 死锁 (进程挂起,无CPU占用)"),
     tier="resilience",
     needs=("render_api", "containers"),
-    fault="SIGSTOP on the render's ffmpeg inside the worker (RENDER_STALL_TIMEOUT=3s, limit 15s)",
+    fault="SIGSTOP on the render's ffmpeg inside the worker (RENDER_STALL_TIMEOUT=10s, limit 30s)",
     symptom="process hung, no CPU use, progress frozen",
     remedy="kill (the whole group) and move on",
-    detect_s=12.0,  # stall limit 3 s + slack; well before the 15 s total deadline
+    detect_s=22.0,  # stall limit 10 s + slack; before the 30 s total deadline
     catches=("render_no_watchdog", "render_no_group_kill", "worker_no_time_limit"),
 )
 

@@ -249,7 +249,7 @@ def test_timeout_kills_the_group_and_moves_on(scenario_run: ScenarioRun) -> None
         run._inject_at = time.monotonic()  # noqa: SLF001 - time to detect counts from the render start
         next_id = _accepted(run, run.submit(title="queued behind", duration=1.0), "next job")
         job = run.detect(lambda: (j := _job(run, long_id)).get("status") in TERMINAL and j,
-                         "the long render to end at RENDER_TIME_LIMIT=15s")
+                         "the long render to end at RENDER_TIME_LIMIT=30s")
     run.expect(job["status"] == "timeout" and job.get("error_code") == "timeout",
                "job status timeout, error_code timeout", _brief(job))
     try:
@@ -279,7 +279,7 @@ def test_hang_watchdog_kills_frozen_ffmpeg(scenario_run: ScenarioRun) -> None:
         next_id = _accepted(run, run.submit(title="queued behind the hang", duration=1.0), "next job")
         run.expect(stop.stopped(), "the render's ffmpeg is stopped (state T)", stop.describe())
         job = run.detect(lambda: (j := _job(run, long_id)).get("status") in TERMINAL and j,
-                         "the watchdog to end the job after RENDER_STALL_TIMEOUT=3s without progress")
+                         "the watchdog to end the job after RENDER_STALL_TIMEOUT=10s without progress")
     run.expect(job["status"] == "timeout" and job.get("error_code") == "timeout",
                "job status timeout, error_code timeout", _brief(job))
     run.expect("no progress" in str(job.get("error_message")),
