@@ -210,11 +210,8 @@ class Redis(Service):
     image_key = "redis"
 
     def command(self) -> list[str]:
-        # R §四.3: maxmemory-policy allkeys-lru (the refstack API also sets it at start, since a
-        # deployment's Redis may not have it).
         return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--protected-mode", "no",
-                "--maxmemory-policy", "allkeys-lru"]
+                "--save", "", "--appendonly", "no", "--protected-mode", "no"]
 
     def url(self, port: int | None = None) -> str:
         return f"redis://127.0.0.1:{port or self.port}/0"
