@@ -321,27 +321,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.svc = svc
 
     # ---------------------------------------------------------------- middleware
-    @app.middleware("http")
-    async def flood_and_metrics(request: Request, call_next):
-        start = time.perf_counter()
-        path = request.url.path
-        status = 500
-        try:
-            response = await _flood_guard(request)
-            if response is None:
-                response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            label = getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
-            if path in ("/metrics",):
-                label = path
-            counted = status
-            if status >= 500 and is_broken("metrics_no_5xx_count"):
-                counted = 200  # BUG: server errors counted as successes; HighErrorRate never fires
-            HTTP_REQUESTS.labels(request.method, label, str(counted)).inc()
-            HTTP_LATENCY.labels(request.method, label).observe(time.perf_counter() - start)
+    # A pure ASGI middleware, not @app.middleware("http"): Starlette's BaseHTTPMiddleware never
+    # closed a StreamingResponse's generator when the client went away mid-download, so the remux
+    # ffmpeg ran on after every aborted download (runbook P, the pile-up; stream.client_disconnect).
+    class FloodAndMetrics:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await self.inner(scope, receive, send)
+                return
+            request = Request(scope, receive)
+            start = time.perf_counter()
+            path = request.url.path
+            status = 500
+
+            async def send_status(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                response = await _flood_guard(request)
+                if response is not None:
+                    await response(scope, receive, send_status)
+                else:
+                    await self.inner(scope, receive, send_status)
+            finally:
+                route = scope.get("route")
+                label = getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
+                if path in ("/metrics",):
+                    label = path
+                counted = status
+                if status >= 500 and is_broken("metrics_no_5xx_count"):
+                    counted = 200  # BUG: server errors counted as successes; HighErrorRate never fires
+                HTTP_REQUESTS.labels(request.method, label, str(counted)).inc()
+                HTTP_LATENCY.labels(request.method, label).observe(time.perf_counter() - start)
+
+    app.add_middleware(FloodAndMetrics)
 
     async def _flood_guard(request: Request) -> Response | None:
         """Per client IP (R §六.3 limit_req 10r/s burst 20); health, metrics and admin are exempt."""
