@@ -156,6 +156,8 @@ def migrate(engine: Engine) -> None:
         conn.commit()
         try:
             with conn.begin():
+                if is_broken("db_migrate_recreates_tables"):
+                    metadata.drop_all(conn, checkfirst=True)  # planted bug: dev-mode reset left in
                 metadata.create_all(conn, checkfirst=True)
                 if not is_broken("api_no_indexes"):
                     for ddl in JOB_INDEXES:
