@@ -30,6 +30,9 @@ VARIANTS: dict[str, str] = {
     "remux_leave_ffmpeg_on_disconnect": "remux ffmpeg not killed when the client goes away: pile-up (stream.client_disconnect)",
     "remux_no_cap": "remux concurrency cap ignored: unbounded ffmpeg processes (stream.client_disconnect)",
     # --- API (refstack/api) ---
+    "db_migrate_recreates_tables": "schema bootstrap drops and recreates every table at start (a dev-mode "
+                                   "reset left in): a restart after a restore wipes the restored data "
+                                   "(data.restore)",
     "api_auth_generic_message": "every 401 says 'Invalid API key', never which mistake (api.auth)",
     "api_no_rate_limit": "per-key and per-IP rate limits switched off (api.rate_limit, api.flood)",
     "api_500_on_bad_input": "malformed JSON / wrong types crash the handler into a 500 (api.validation, api.fuzz)",
