@@ -426,9 +426,11 @@ def test_fuzz_no_5xx_no_stack_traces(scenario_run: ScenarioRun, chaos_seed: int)
             problems.append(f"{req.short()}: transport error {type(exc).__name__}: {exc}")
             return
         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        trace = looks_like_stack_trace(r.text)
         if r.status_code >= 500:
-            problems.append(f"{req.short()} -> {r.status_code} {r.text[:300]}")
-        elif looks_like_stack_trace(r.text):
+            problems.append(f"{req.short()} -> {r.status_code}{' with a stack trace in the body' if trace else ''} "
+                            f"{r.text[:300]}")
+        elif trace:
             problems.append(f"{req.short()} -> {r.status_code}: stack trace in the body {r.text[:300]}")
 
     def fuzz() -> dict[int, int]:

@@ -419,9 +419,14 @@ def fuzz_requests(paths: dict[str, list[str]], ids: dict[str, str], keys: list[s
             body = draw(st.one_of(json_body(), st.just(b"")))
             headers["Content-Type"] = draw(st.sampled_from(["application/json", "text/plain",
                                                             "application/x-www-form-urlencoded"]))
-        return FuzzRequest(method, path, params, {k: v.encode() for k, v in headers.items()}, body)
+        return FuzzRequest(method, path, params, {k: _wire(v) for k, v in headers.items()}, body)
 
     return request()
+
+
+def _wire(value: str) -> bytes:
+    """A header value HTTP/1.1 can carry (h11 refuses control characters and outer whitespace)."""
+    return re.sub(r"[\x00-\x1f\x7f]", "", value).strip(" \t").encode()
 
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+|"
