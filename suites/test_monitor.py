@@ -160,7 +160,7 @@ def low_render_success(run: ScenarioRun, probe: PrometheusProbe) -> None:
     corrupt = stack.assets_dir / "renderchaos-corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
     corrupt.chmod(0o644)
-    finished = _value(probe, "render_jobs_finished_window")
+    finished = round(_value(probe, "render_jobs_finished_window"))
     completed = round(_value(probe, "render_success_rate") * finished)
     fail_n = max(1, int(completed / 0.9 - finished) + 1)  # completed / (finished + k) < 0.9
     failed_ids = []
