@@ -53,6 +53,7 @@ import gevent
 import requests
 from faker import Faker
 from locust import HttpUser, between, events, task
+from locust import runners as locust_runners
 from locust import stats as locust_stats
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -64,6 +65,9 @@ log = logging.getLogger("renderchaos.load")
 # load.chaos) and compute the "current" percentiles over 5 s instead of 10 s.
 locust_stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 locust_stats.CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW = 5
+# A worker process on a saturated machine (the stack under test shares the cores) misses
+# 1 s heartbeats; Locust's default (3 missed) then drops every worker and the run is empty.
+locust_runners.HEARTBEAT_LIVENESS = 30
 
 TERMINAL = {"completed", "failed", "timeout", "cancelled"}
 RETRY_STATUSES = {429, 503}
