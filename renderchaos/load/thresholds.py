@@ -96,7 +96,7 @@ class Breach:
         return f"{abs(delta):.4g}{self.unit} {'over' if delta > 0 else 'under'}{rel}"
 
     def __str__(self) -> str:
-        op = ">=" if self.threshold.startswith("throughput") else "<="
+        op = ">=" if self.threshold.startswith(("throughput", "requests made")) else "<="
         return (f"{self.threshold}: observed {self.observed:.4g}{self.unit}, limit {op} {self.limit:g}{self.unit} "
                 f"-> {self.by}")
 
@@ -162,7 +162,7 @@ def evaluate(stats: Iterable[RequestStat], t: Thresholds) -> list[Breach]:
     out: list[Breach] = []
     agg = rows.get(AGGREGATED)
     if agg is None or agg.requests == 0:
-        return [Breach("requests made", 1, 0, "")]
+        return [Breach("requests made", 1, 0, " (no request recorded: did the Locust workers run? see its log)")]
     if agg.failure_ratio > t.max_failure_ratio:
         out.append(Breach("failure ratio (Aggregated)", t.max_failure_ratio, agg.failure_ratio, ""))
     if agg.rps < t.min_rps:
