@@ -162,7 +162,7 @@ def evaluate(stats: Iterable[RequestStat], t: Thresholds) -> list[Breach]:
     out: list[Breach] = []
     agg = rows.get(AGGREGATED)
     if agg is None or agg.requests == 0:
-        return [Breach("requests made", 1, 0, " (no request recorded: did the Locust workers run? see its log)")]
+        return [Breach("requests made (none recorded: did the Locust workers run? see its log)", 1, 0, "")]
     if agg.failure_ratio > t.max_failure_ratio:
         out.append(Breach("failure ratio (Aggregated)", t.max_failure_ratio, agg.failure_ratio, ""))
     if agg.rps < t.min_rps:
