@@ -28,6 +28,17 @@ ALERT_WINDOW_S = 10.0  # runbook bar: alert within, and no gap in the final reco
 POLL = Poll(0.2)
 
 
+class EncoderKilled(Killed):
+    """SIGKILL the encoder container; healing a container already removed (test failed) does nothing."""
+
+    def heal(self) -> None:
+        try:
+            self.service.state()
+        except Exception:  # noqa: BLE001 - removed by containers() on the way out
+            return
+        super().heal()
+
+
 @contextmanager
 def containers(*services: AppService) -> Iterator[None]:
     """Start the services now; remove them on the way out, whatever happens."""
@@ -161,7 +172,7 @@ def test_encoder_restart(scenario_run: ScenarioRun) -> None:
     try:
         with containers(enc, pub):
             e0 = wait_receiving(run, live, enc_ip)
-            dead = run.inject(Killed(enc, ready_timeout=CONNECT_TIMEOUT_S))
+            dead = run.inject(EncoderKilled(enc, ready_timeout=CONNECT_TIMEOUT_S))
             alert = run.detect(lambda: live.active_alert(enc_ip), f"encoder_unreachable alert for {enc_ip}",
                                timeout=ALERT_WINDOW_S)
             run.expect(alert["name"] == "encoder_unreachable", "alert encoder_unreachable", f"{alert}")
