@@ -290,7 +290,7 @@ def prepare_engine(state: ChaosState) -> dict[str, str]:
     with open(STATE_DIR / "images.lock", "w") as lock:  # one cold build at a time across workers
         fcntl.flock(lock, fcntl.LOCK_EX)
         resolver = ImageResolver(engine, overrides=state.image_overrides)
-        state.images = resolver.resolve(["postgres", "redis", "rabbitmq", "app"])
+        state.images = resolver.resolve(["postgres", "redis", "rabbitmq", "app", "prometheus"])
         # The real Toxiproxy wherever it can be had; ours (renderchaos_proxy) otherwise.
         official = resolver.official_only(state.image_overrides.get("toxiproxy", OFFICIAL_TOXIPROXY))
         if official:
