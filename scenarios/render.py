@@ -123,5 +123,5 @@ STORAGE_FULL = Scenario(
     symptom="batch shows complete but videos are missing",
     remedy="free space on the output volume (delete the filler), render again",
     detect_s=45.0,
-    catches=("worker_complete_without_output", "render_complete_without_output"),
+    catches=("worker_complete_without_output",),
 )
