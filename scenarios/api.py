@@ -90,7 +90,7 @@ SQL_INJECTION = Scenario(
     remedy="none needed: the owner's data and the schema are untouched",
     needs=("render_api", "ai_api", "database"),
     detect_s=60.0,
-    catches=("api_500_on_bad_input",),
+    catches=("api_sql_concat_status",),
 )
 
 FLOOD = Scenario(

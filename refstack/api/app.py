@@ -482,13 +482,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         q = request.query_params
         limit = v.parse_limit(q.get("limit"))
         status = q.get("status")
-        if status is not None and status not in JOB_STATUSES:
+        sqli = is_broken("api_sql_concat_status")
+        if status is not None and status not in JOB_STATUSES and not sqli:
             raise invalid("status", f"status must be one of {', '.join(JOB_STATUSES)}")
         cursor = _decode_cursor(q["cursor"]) if q.get("cursor") else None
 
         def tx(conn):
             stmt = select(jobs).where(jobs.c.user_id == principal.user_id, jobs.c.kind == "render")
-            if status:
+            if status and sqli:  # planted bug: the filter pasted into the SQL text
+                stmt = stmt.where(text(f"status = '{status}'"))
+            elif status:
                 stmt = stmt.where(jobs.c.status == status)
             if cursor:
                 ts, ident = cursor
