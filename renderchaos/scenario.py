@@ -60,7 +60,7 @@ class Scenario:
     id: str
     title: str
     runbook: Runbook
-    tier: Literal["gate", "resilience"]
+    tier: Literal["gate", "resilience", "load"]
     fault: str
     symptom: str
     remedy: str
@@ -72,7 +72,7 @@ class Scenario:
 
     def marks(self) -> list[Any]:
         marks = [getattr(pytest.mark, self.tier), pytest.mark.scenario(self.id), pytest.mark.needs(*self.needs)]
-        if self.tier == "resilience":
+        if self.tier in ("resilience", "load"):
             marks.append(pytest.mark.slow)
         return marks
 
@@ -123,6 +123,7 @@ class Journal:
     time_to_recover_s: float | None = None
     invariants: Invariants = field(default_factory=Invariants)
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific figures (JSON-able)
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 3)
@@ -130,7 +131,8 @@ class Journal:
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.scenario, "runbook": self.runbook, "time_to_detect_s": self.time_to_detect_s,
                "time_to_recover_s": self.time_to_recover_s, **asdict(self.invariants),
-               "phases": [{**asdict(p), "duration": p.duration} for p in self.phases], "notes": self.notes}
+               "phases": [{**asdict(p), "duration": p.duration} for p in self.phases], "notes": self.notes,
+               "extra": self.extra}
         return out
 
 

@@ -10,7 +10,7 @@ BASELINE = Scenario(
     id="load.baseline",
     title="Locust submit / poll / download / AI mix meets the configured thresholds",
     runbook=Runbook("R", "§三 性能问题 (渲染慢、队列积压、慢查询)"),
-    tier="resilience",
+    tier="load",
     needs=("render_api", "ai_api", "download"),
     fault="none: steady load from Locust users (renderchaos/load/locustfile.py)",
     symptom="a threshold broken: failure ratio, p95/p99 per request type, or throughput "
@@ -24,7 +24,7 @@ CHAOS = Scenario(
     id="load.chaos",
     title="the same load while catalog faults hit one after another; recovery after each heal",
     runbook=Runbook("R", "§三 性能问题 + §四 依赖故障 (负载下的故障注入)"),
-    tier="resilience",
+    tier="load",
     needs=("render_api", "ai_api", "download", "containers", "fault_proxy", "provider_control"),
     fault="under load: worker SIGKILLed, Postgres partitioned, Redis stopped, RabbitMQ restarted, "
           "AI provider rate-limiting every key",

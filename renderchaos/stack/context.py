@@ -32,6 +32,61 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+# Service ports come from below the kernel's ephemeral range (32768+ by default), where bind(0)
+# and every outgoing connection take theirs: a port picked there can be taken by any client
+# socket before the container binds it (seen under load). A machine-wide registry under a file
+# lock keeps concurrent stacks (xdist workers, other runs) from picking the same one.
+PORT_RANGE = (20000, 32000)
+PORT_REGISTRY = Path(os.environ.get("RENDERCHAOS_STATE_DIR", "/run/renderchaos")) / "ports"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reserve_ports(count: int, owner_pid: int | None = None, host: str = "127.0.0.1") -> list[int]:
+    """``count`` ports free on ``host``, recorded for this process until it exits."""
+    import fcntl
+    import random
+
+    pid = owner_pid or os.getpid()
+    PORT_REGISTRY.parent.mkdir(parents=True, exist_ok=True)
+    with open(PORT_REGISTRY, "a+") as reg:
+        fcntl.flock(reg, fcntl.LOCK_EX)
+        reg.seek(0)
+        taken: dict[int, int] = {}
+        for line in reg.read().split():
+            port, _, who = line.partition(":")
+            if port.isdigit() and who.isdigit() and _pid_alive(int(who)):
+                taken[int(port)] = int(who)
+        rng = random.SystemRandom()
+        picked: list[int] = []
+        for _ in range((PORT_RANGE[1] - PORT_RANGE[0]) * 2):
+            if len(picked) == count:
+                break
+            port = rng.randrange(*PORT_RANGE)
+            if port in taken or port in picked:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            picked.append(port)
+        if len(picked) < count:
+            raise OSError(f"no {count} free ports left in {PORT_RANGE} on {host}")
+        reg.seek(0)
+        reg.truncate()
+        reg.write("".join(f"{p}:{w}\n" for p, w in {**taken, **{p: pid for p in picked}}.items()))
+        return picked
+
+
 def run_tmp_root(run_id: str) -> Path:
     return Path(tempfile.gettempdir()) / f"{TMP_PREFIX}{run_id}"
 
@@ -57,11 +112,10 @@ class StackContext:
         return f"rc-{self.stack_id}-{service}"
 
     def port(self) -> int:
-        while True:
-            p = free_port()
-            if p not in self._ports:
-                self._ports.add(p)
-                return p
+        """A port for one service of this stack (see :func:`reserve_ports`)."""
+        p = reserve_ports(1)[0]
+        self._ports.add(p)
+        return p
 
     def host_dir(self, name: str, mode: int = 0o777) -> Path:
         d = self.tmp_root / name
