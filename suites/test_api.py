@@ -16,7 +16,6 @@ from renderchaos.faults.api import (
     TokenExpired, fuzz_requests, latencies, loopback_client, looks_like_stack_trace, p95, send,
 )
 from renderchaos.probes.api import RenderApi, render_body
-from renderchaos.probes.ledger import Accepted
 from renderchaos.scenario import ScenarioRun, runs
 from renderchaos.wait import Poll
 from scenarios import api as A
@@ -73,7 +72,7 @@ def submit_ai(run: ScenarioRun, api: RenderApi, prompt: str = "hello", **extra: 
     resp = api.http.post("/api/v1/ai/jobs", json={"model": AI_MODEL, "prompt": prompt, **extra})
     if resp.status_code == 202:
         job_id = resp.json()["data"]["job_id"]
-        run.ledger.jobs[job_id] = Accepted(job_id, None, None)
+        run.ledger.accept_id(job_id)
     return resp
 
 
@@ -368,7 +367,7 @@ def test_credits_402_and_never_negative(scenario_run: ScenarioRun) -> None:
     codes = [a.status_code if isinstance(a, httpx.Response) else repr(a) for a in answers]
     accepted = codes.count(202)
     user = run.admin.user(racer.user_id)
-    ledger = run.admin.http.get(f"/admin/users/{racer.user_id}/ledger").json()["entries"]
+    ledger = run.admin.user_ledger(racer.user_id)["entries"]
     charged = -sum(e["amount"] for e in ledger if e["kind"] == "charge")
     observed = (f"{accepted} of {n} concurrent submits accepted (answers {codes}), balance {user['credits']}, "
                 f"ledger charges {charged}, start balance {3 * render_cost}, cost {render_cost}")

@@ -457,8 +457,7 @@ def test_data_restore_drill(scenario_run: ScenarioRun) -> None:
     wait_for(lambda: (run.admin.job(late_id) or {}).get("status") in ("completed", "failed"),
              what="the post-backup job to finish", timeout=run.timeouts.job_completion, poll=Poll(0.5))
     # R §六.2 step 1: stop writes
-    for svc in (stack.api, *stack.workers):
-        run.inject(Stopped(svc, grace=5))
+    writers = [run.inject(Stopped(svc, grace=5)) for svc in (stack.api, *stack.workers)]
     dropped = run.inject(DatabaseDropped(pg, dump))
     with pg.connect(dbname="postgres") as conn:
         run.detect(lambda: conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone()
@@ -466,9 +465,8 @@ def test_data_restore_drill(scenario_run: ScenarioRun) -> None:
     t0 = time.monotonic()
     run.remedy(dropped.restore, "pg_restore the latest dump")
     run.journal.notes.append(f"pg_restore took {time.monotonic() - t0:.1f}s")
-    for f in list(run._faults):
-        if isinstance(f, Stopped):
-            run.heal(f, f"start {f.service.name}")
+    for f in writers:
+        run.heal(f, f"start {f.service.name}")
     with pg.connect() as conn:
         jobs_now = dict(conn.execute("SELECT id::text, status FROM jobs").fetchall())
         balances_now = dict(conn.execute("SELECT user_id::text, balance FROM credits").fetchall())

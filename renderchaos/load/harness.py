@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from renderchaos.errors import WaitTimeout
 from renderchaos.faults.base import Fault
 from renderchaos.load.runner import LoadResult
-from renderchaos.probes.ledger import Accepted
 from renderchaos.wait import Poll, wait_for
 
 if TYPE_CHECKING:
@@ -53,7 +52,7 @@ def feed_ledger(run: "ScenarioRun", result: LoadResult) -> int:
             key = rec["api_key"]
             api = clients.get(key) or clients.setdefault(key, run.client(key))
         exp = rec.get("expected")
-        run.ledger.jobs[rec["job_id"]] = Accepted(rec["job_id"], api, tuple(exp) if exp else None)  # type: ignore[arg-type]
+        run.ledger.accept_id(rec["job_id"], api, tuple(exp) if exp else None)  # type: ignore[arg-type]
     return len(result.accepted())
 
 

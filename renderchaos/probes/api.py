@@ -81,6 +81,12 @@ class Admin:
     def jobs(self, **filters: str) -> list[dict[str, Any]]:
         return _ok(self.http.get("/admin/jobs", params=filters), "list jobs")["data"]
 
+    def user_ledger(self, user_id: str) -> dict[str, Any]:
+        return _ok(self.http.get(f"/admin/users/{user_id}/ledger"), f"ledger of user {user_id}")
+
+    def stats(self) -> dict[str, Any]:
+        return _ok(self.http.get("/admin/stats"), "job stats")
+
     def job_ledger(self, job_id: str) -> dict[str, Any]:
         return _ok(self.http.get(f"/admin/jobs/{job_id}/ledger"), f"ledger of job {job_id}")
 

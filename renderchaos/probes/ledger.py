@@ -68,6 +68,12 @@ class JobLedger:
             self.jobs[job_id] = Accepted(job_id, api, expected)
         return job_id
 
+    def accept_id(self, job_id: str, api: RenderApi | None = None,
+                  expected: tuple[float, int, int] | None = None) -> str:
+        """Record a job known to be accepted by other means (AI API, Locust users, ...)."""
+        self.jobs[job_id] = Accepted(job_id, api, expected)
+        return job_id
+
     def status(self, job_id: str) -> dict[str, Any] | None:
         return self.admin.job(job_id)
 
