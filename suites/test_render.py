@@ -246,7 +246,7 @@ def test_timeout_kills_the_group_and_moves_on(scenario_run: ScenarioRun) -> None
         # the fault is the render itself: record the injection time when it is running
         run.detect(lambda: _job(run, long_id).get("status") == "running", "the long render to start", timeout=30)
         run.journal.time_to_detect_s = None
-        run._inject_at = time.monotonic()  # noqa: SLF001 - time to detect counts from the render start
+        run.mark_injected("the render runs past its time limit")  # time to detect counts from here
         next_id = _accepted(run, run.submit(title="queued behind", duration=1.0), "next job")
         job = run.detect(lambda: (j := _job(run, long_id)).get("status") in TERMINAL and j,
                          "the long render to end at RENDER_TIME_LIMIT=30s")
