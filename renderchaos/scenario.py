@@ -227,8 +227,7 @@ class ScenarioRun:
         """The fault is something the scenario does itself (a too-long render, a burst): time
         to detect counts from here. Nothing to heal."""
         with self.phase("inject", what):
-            if self._inject_at is None:
-                self._inject_at = time.monotonic()
+            self._inject_at = time.monotonic()
 
     def detect(self, check: Callable[[], T], what: str, timeout: float | None = None,
                poll: Poll = Poll(0.1)) -> T:
