@@ -217,7 +217,7 @@ def _queue_length(http: httpx.Client, queue: str) -> float:
 
 
 def _ai_done(run: ScenarioRun) -> int:
-    stats = run.admin.http.get("/admin/stats").json()
+    stats = run.admin.stats()
     ai = (stats.get("jobs") or {}).get("ai") or {}
     return sum(n for s, n in ai.items() if s in TERMINAL)
 

@@ -13,7 +13,7 @@ import httpx
 
 from renderchaos.errors import TargetError
 from renderchaos.probes.api import UA, Admin
-from renderchaos.probes.ledger import Accepted, JobLedger
+from renderchaos.probes.ledger import JobLedger
 
 DEFAULT_MODEL = "refstack-echo"
 
@@ -73,6 +73,4 @@ def ai_job_id(resp: httpx.Response) -> str | None:
 def accept_ai(ledger: JobLedger, resp: httpx.Response) -> str | None:
     """Record an accepted AI job in the ledger (lost / stuck / credits-once are then audited)."""
     job_id = ai_job_id(resp)
-    if job_id:
-        ledger.jobs[job_id] = Accepted(job_id, None, None)
-    return job_id
+    return ledger.accept_id(job_id) if job_id else None
