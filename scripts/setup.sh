@@ -62,7 +62,7 @@ stamp=.venv/.renderchaos-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing renderchaos and its dependencies into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,load,stack]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,load,stack]' 2>&1 | grep -v '^WARNING: Location' || true
   echo "$want" > "$stamp"
 fi
 

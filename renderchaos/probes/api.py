@@ -7,12 +7,16 @@ answers something unusable. Every call has a bounded timeout (the profile's ``co
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import httpx
 
 from renderchaos.errors import TargetError
+
+if TYPE_CHECKING:
+    from renderchaos.wait import Deadline
 
 UA = {"User-Agent": "renderchaos"}
 
@@ -116,6 +120,24 @@ class RenderApi:
 
     def health(self) -> httpx.Response:
         return self.http.get("/health")
+
+
+def honour_retry_after(send: Callable[[], httpx.Response], deadline: "Deadline") -> httpx.Response:
+    """Send; on 429 wait the advertised ``Retry-After`` and send again, until ``deadline``.
+
+    This is the client behaviour the render manual prescribes (R §二.2 api_call_with_retry), used
+    where a scenario's subject is not the rate limit itself. The last answer is returned as is.
+    """
+    while True:
+        resp = send()
+        if resp.status_code != 429 or deadline.expired():
+            return resp
+        try:
+            wait = float(resp.headers.get("Retry-After", "1"))
+        except ValueError:
+            wait = 1.0
+        # the prescribed client step: wait exactly what the server asked, bounded by our deadline
+        time.sleep(min(max(wait, 0.05), deadline.remaining()))
 
 
 def render_body(title: str = "renderchaos", duration: float = 2.0, width: int = 320, height: int = 240,
