@@ -321,11 +321,11 @@ def test_memory_leak_workers_recycle_rss_bounded(scenario_run: ScenarioRun) -> N
     per_child = int((stack.config.env if stack else {}).get("WORKER_MAX_TASKS_PER_CHILD", 50))
     run.steady_state_before()
     t0 = time.time()
-    r = run.admin.http.post("/admin/leak", json={"count": Q.LEAK_TASKS, "mb": Q.LEAK_MB})
+    r = run.admin.leak(Q.LEAK_TASKS, Q.LEAK_MB)
     run.expect(r.status_code == 202, "leak tasks published (202)", f"{r.status_code} {r.text[:200]}")
 
     def observations() -> list[dict[str, Any]]:
-        obs = run.admin.http.get("/admin/leak").json()["observations"]
+        obs = run.admin.leak_observations()
         return [o for o in obs if o["at"] >= t0]
 
     base: dict[str, float] = {}  # lowest RSS seen per worker: the child's base without the leak

@@ -91,6 +91,13 @@ class Admin:
     def stats(self) -> dict[str, Any]:
         return _ok(self.http.get("/admin/stats"), "job stats")
 
+    def leak(self, count: int, mb: int) -> httpx.Response:
+        """Publish leak tasks (reference stack, worker.memory_leak); the raw answer."""
+        return self.http.post("/admin/leak", json={"count": count, "mb": mb})
+
+    def leak_observations(self) -> list[dict[str, Any]]:
+        return _ok(self.http.get("/admin/leak"), "leak observations")["observations"]
+
     def job_ledger(self, job_id: str) -> dict[str, Any]:
         return _ok(self.http.get(f"/admin/jobs/{job_id}/ledger"), f"ledger of job {job_id}")
 
