@@ -328,10 +328,11 @@ class ScenarioRun:
 
         # Nothing is running once every job is terminal; give exiting processes a moment.
         try:
-            return wait_for(lambda: (n := count()) == 0 and -1 or None, what="no ffmpeg left", timeout=5.0,
-                            poll=Poll(0.2)) and 0
+            wait_for(lambda: count() == 0, what="no ffmpeg left in the API and worker containers",
+                     timeout=5.0, poll=Poll(0.2))
         except WaitTimeout:
             return count()
+        return 0
 
     def _canary(self) -> str | None:
         resp = self.submit(title="canary", duration=1.0)
