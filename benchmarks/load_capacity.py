@@ -25,13 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from renderchaos.engine import ImageResolver, configure_testcontainers, find_engine  # noqa: E402
 from renderchaos.faults.container import stop  # noqa: E402
 from renderchaos.load.runner import LoadRun, LocustProcess  # noqa: E402
 from renderchaos.load.thresholds import AGGREGATED  # noqa: E402
-from renderchaos.stack.context import StackContext, new_run_id  # noqa: E402
-from renderchaos.stack.reaper import Reaper, sweep  # noqa: E402
-from renderchaos.stack.stack import Stack, StackConfig  # noqa: E402
+from renderchaos.stack.standalone import standalone_run  # noqa: E402
+from renderchaos.stack.stack import Stack  # noqa: E402
 
 CAPACITY = Path(__file__).resolve().parents[1] / "renderchaos" / "load" / "capacity.py"
 P95_LIMIT_MS = 200.0
@@ -55,37 +53,24 @@ def main() -> int:
     parser.add_argument("--rates", default="5,10,20,40,80,160")
     parser.add_argument("--ceiling-users", type=int, default=50)
     args = parser.parse_args()
-    run_id = new_run_id()
-    engine = find_engine(user=run_id)
-    configure_testcontainers(engine)
-    reaper = Reaper.start(run_id, engine.cli)
     out = Path(tempfile.mkdtemp(prefix="load-capacity-"))
     best_rps, best_p95 = 0.0, 0.0
-    try:
-        images = ImageResolver(engine).resolve(["postgres", "redis", "rabbitmq", "app"])
-        stack = Stack(StackContext(run_id, f"{run_id}-cap"),
-                      StackConfig(images=images, workers=1, with_live=False,
-                                  env={"RATE_LIMIT_KEY_RATE": "0", "WEB_CONCURRENCY": "2"}))
-        stack.start()
-        try:
-            for w in stack.workers:
-                stop(w, grace=2)
-            for rate in (int(r) for r in args.rates.split(",")):
-                rps, p95, fail = locust(stack, out, f"submit{rate}", rate, args.step_s, "submit")
-                ok = rps >= 0.9 * rate and p95 < P95_LIMIT_MS and fail < 0.01
-                print(f"submit target {rate} req/s: achieved {rps:.1f} req/s, p95 {p95:.0f} ms, "
-                      f"failures {fail:.1%} -> {'sustained' if ok else 'NOT sustained'}", flush=True)
-                if not ok:
-                    break
-                best_rps, best_p95 = rps, p95
-            ceiling, hp95, _ = locust(stack, out, "ceiling", args.ceiling_users, args.step_s, "health")
-            print(f"generator ceiling: {ceiling:.1f} req/s against /health (p95 {hp95:.0f} ms, "
-                  f"{args.ceiling_users} users, no wait); reports in {out}", flush=True)
-        finally:
-            stack.stop()
-    finally:
-        sweep(run_id, engine.cli)
-        reaper.release()
+    with standalone_run() as run:
+        stack = run.stack("cap", workers=1, with_live=False,
+                          env={"RATE_LIMIT_KEY_RATE": "0", "WEB_CONCURRENCY": "2"})
+        for w in stack.workers:
+            stop(w, grace=2)
+        for rate in (int(r) for r in args.rates.split(",")):
+            rps, p95, fail = locust(stack, out, f"submit{rate}", rate, args.step_s, "submit")
+            ok = rps >= 0.9 * rate and p95 < P95_LIMIT_MS and fail < 0.01
+            print(f"submit target {rate} req/s: achieved {rps:.1f} req/s, p95 {p95:.0f} ms, "
+                  f"failures {fail:.1%} -> {'sustained' if ok else 'NOT sustained'}", flush=True)
+            if not ok:
+                break
+            best_rps, best_p95 = rps, p95
+        ceiling, hp95, _ = locust(stack, out, "ceiling", args.ceiling_users, args.step_s, "health")
+        print(f"generator ceiling: {ceiling:.1f} req/s against /health (p95 {hp95:.0f} ms, "
+              f"{args.ceiling_users} users, no wait); reports in {out}", flush=True)
     print(f"submit_rps={best_rps:.1f}")
     print(f"generator_ceiling_rps={ceiling:.1f}")
     print(f"submit_p95_ms={best_p95:.0f}")

@@ -24,13 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from renderchaos.engine import ImageResolver, configure_testcontainers, find_engine  # noqa: E402
-from renderchaos.engine.engine import release_user  # noqa: E402
 from renderchaos.faults.container import _memory_cgroup, exec_in  # noqa: E402
 from renderchaos.probes.api import Admin, RenderApi, render_body  # noqa: E402
-from renderchaos.stack.context import StackContext, new_run_id  # noqa: E402
-from renderchaos.stack.reaper import Reaper, sweep  # noqa: E402
-from renderchaos.stack.stack import Stack, StackConfig  # noqa: E402
+from renderchaos.stack.stack import Stack  # noqa: E402
+from renderchaos.stack.standalone import standalone_run  # noqa: E402
 from renderchaos.wait import Poll, wait_for  # noqa: E402
 
 W, H, FPS, PRESET = 1280, 720, 25, "veryfast"
@@ -129,16 +126,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of 720p video per overhead pair")
     args = parser.parse_args()
-    run_id = new_run_id()
-    engine = find_engine(user=run_id)
-    configure_testcontainers(engine)
-    reaper = Reaper.start(run_id, engine.cli)
-    stack = None
-    try:
-        images = ImageResolver(engine).resolve(["postgres", "redis", "rabbitmq", "app"])
-        stack = Stack(StackContext(run_id, f"{run_id}-bench"),
-                      StackConfig(images=images, workers=1, with_live=False, storage_mib=2048))
-        stack.start()
+    with standalone_run() as run:
+        stack = run.stack("bench", workers=1, with_live=False, storage_mib=2048)
         admin = Admin(stack.api_url, stack.admin_token, timeout=30)
         user = admin.create_user(credits=10**6)
         api = RenderApi(stack.api_url, user.api_key, timeout=30)
@@ -161,12 +150,6 @@ def main() -> int:
         for a, b in remux:
             print(f"remux: api {a:.1f} MB/s, bare pipe {b:.1f} MB/s", flush=True)
         remux_ratio = statistics.median(a / b for a, b in remux)
-    finally:
-        if stack is not None:
-            stack.stop()
-        sweep(run_id, engine.cli)
-        reaper.release()
-        release_user(run_id)
     print(f"render_overhead_ratio={statistics.median(ratios):.3f}")
     print(f"segment_memory_ratio={long_peak / short_peak:.3f}")
     print(f"remux_throughput_ratio={remux_ratio:.3f}")

@@ -10,7 +10,6 @@ import ipaddress
 import os
 import re
 import socket
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -80,25 +79,10 @@ KNOWN_CAPABILITIES = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class TargetFile:
-    name: str
-    api_url: str
-    admin_token: str
-    capabilities: frozenset[str]
-    database_dsn: str | None = None
-    toxiproxy_url: str | None = None
-    live_url: str | None = None
-    provider_control_url: str | None = None
-    metrics_url: str | None = None
-    routes: dict[str, str] = field(default_factory=dict)  # dependency -> toxiproxy proxy name
-    path: Path | None = None
-
-
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand(value: str, where: str) -> str:
+def expand_env(value: str, where: str) -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(1) not in os.environ:
             raise ConfigError(f"{where} refers to ${{{m.group(1)}}} but that environment variable is unset; "
@@ -123,47 +107,6 @@ def ensure_loopback(url: str, where: str, allow_remote: bool = False) -> None:
             f"{where}: {url} resolves to {sorted(remote)}, which is not loopback. renderchaos sends "
             "fault and load traffic only to 127.0.0.0/8 unless you pass --chaos-allow-remote "
             "for a deployment you own (reach staging through an SSH tunnel on 127.0.0.1 instead).")
-
-
-def load_target_file(path: Path, allow_remote: bool = False) -> TargetFile:
-    """Read and validate a target file (TOML, see docs in README)."""
-    where = str(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"target file {path} does not exist; pass --chaos-target PATH "
-                          "(see examples/target.example.toml)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"target file {path} is not valid TOML: {exc}") from exc
-    t = raw.get("target")
-    if not isinstance(t, dict):
-        raise ConfigError(f"{where}: missing [target] table")
-    for key in ("name", "api_url", "admin_token"):
-        if not isinstance(t.get(key), str) or not t[key]:
-            raise ConfigError(f"{where}: [target] needs a string {key!r}")
-    caps = t.get("capabilities", ["render_api"])
-    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
-        raise ConfigError(f"{where}: capabilities must be a list of strings")
-    unknown = set(caps) - KNOWN_CAPABILITIES
-    if unknown:
-        raise ConfigError(f"{where}: unknown capabilities {sorted(unknown)}; known: {sorted(KNOWN_CAPABILITIES)}")
-    if "containers" in caps or "broken_variants" in caps:
-        raise ConfigError(f"{where}: 'containers' and 'broken_variants' are only available on the "
-                          "reference stack; remove them from an external target")
-    urls = {k: _expand(t[k], f"{where} [target].{k}") for k in
-            ("api_url", "toxiproxy_url", "live_url", "provider_control_url", "metrics_url") if t.get(k)}
-    for key, url in urls.items():
-        ensure_loopback(url, f"{where} [target].{key}", allow_remote)
-    dsn = _expand(t["database_dsn"], f"{where} [target].database_dsn") if t.get("database_dsn") else None
-    routes = raw.get("routes", {})
-    if not isinstance(routes, dict):
-        raise ConfigError(f"{where}: [routes] must map dependency names to Toxiproxy proxy names")
-    return TargetFile(name=t["name"], api_url=urls["api_url"],
-                      admin_token=_expand(t["admin_token"], f"{where} [target].admin_token"),
-                      capabilities=frozenset(caps), database_dsn=dsn,
-                      toxiproxy_url=urls.get("toxiproxy_url"), live_url=urls.get("live_url"),
-                      provider_control_url=urls.get("provider_control_url"),
-                      metrics_url=urls.get("metrics_url"), routes=dict(routes), path=path)
 
 
 def with_timeouts(profile: Profile, factor: float) -> Profile:

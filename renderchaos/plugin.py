@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from renderchaos.config import Profile, get_profile, load_target_file, with_timeouts
+from renderchaos.config import Profile, get_profile, with_timeouts
 from renderchaos.errors import ConfigError, RenderChaosError
 from renderchaos.report.results import PROPERTY, Collector
-from renderchaos.target import Target
+from renderchaos.target import Target, load_target_file
 
 if TYPE_CHECKING:
     from renderchaos.scenario import Scenario, ScenarioRun
@@ -365,7 +365,7 @@ def chaos_target(chaos_state: ChaosState, request: pytest.FixtureRequest) -> Tar
     """The system under test: an external deployment (--chaos-target) or the reference stack."""
     if chaos_state.target_file:
         try:
-            return Target.from_file(load_target_file(chaos_state.target_file, chaos_state.allow_remote))
+            return load_target_file(chaos_state.target_file, chaos_state.allow_remote)
         except ConfigError as exc:
             pytest.fail(str(exc), pytrace=False)
     return Target.from_stack(request.getfixturevalue("chaos_stack"))

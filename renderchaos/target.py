@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
-from renderchaos.config import KNOWN_CAPABILITIES, TargetFile
+import tomllib
+from pathlib import Path
+
+from renderchaos.config import KNOWN_CAPABILITIES, expand_env, ensure_loopback
+from renderchaos.errors import ConfigError
 
 if TYPE_CHECKING:
     from renderchaos.stack.stack import Stack
@@ -46,14 +50,6 @@ class Target:
             raise MissingCapability(f"target {self.name!r} ({self.kind}) lacks {missing}")
 
     @classmethod
-    def from_file(cls, tf: TargetFile) -> "Target":
-        return cls(name=tf.name, kind="external", api_url=tf.api_url, admin_token=tf.admin_token,
-                   capabilities=tf.capabilities, database_dsn=tf.database_dsn,
-                   toxiproxy_url=tf.toxiproxy_url, live_url=tf.live_url,
-                   provider_control_url=tf.provider_control_url,
-                   metrics_url=tf.metrics_url or f"{tf.api_url}/metrics", routes=tf.routes)
-
-    @classmethod
     def from_stack(cls, stack: "Stack") -> "Target":
         caps = set(KNOWN_CAPABILITIES)
         if not stack.live:
@@ -67,3 +63,44 @@ class Target:
                    provider_control_url=stack.provider.base_url() if stack.provider else None,
                    metrics_url=f"{stack.api_url}/metrics",
                    routes={name: r.name for name, r in stack.routes.items()}, stack=stack)
+
+
+def load_target_file(path: Path, allow_remote: bool = False) -> "Target":
+    """Read and validate a target file (TOML, see docs in README)."""
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"target file {path} does not exist; pass --chaos-target PATH "
+                          "(see examples/target.example.toml)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"target file {path} is not valid TOML: {exc}") from exc
+    t = raw.get("target")
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: missing [target] table")
+    for key in ("name", "api_url", "admin_token"):
+        if not isinstance(t.get(key), str) or not t[key]:
+            raise ConfigError(f"{where}: [target] needs a string {key!r}")
+    caps = t.get("capabilities", ["render_api"])
+    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+        raise ConfigError(f"{where}: capabilities must be a list of strings")
+    unknown = set(caps) - KNOWN_CAPABILITIES
+    if unknown:
+        raise ConfigError(f"{where}: unknown capabilities {sorted(unknown)}; known: {sorted(KNOWN_CAPABILITIES)}")
+    if "containers" in caps or "broken_variants" in caps:
+        raise ConfigError(f"{where}: 'containers' and 'broken_variants' are only available on the "
+                          "reference stack; remove them from an external target")
+    urls = {k: expand_env(t[k], f"{where} [target].{k}") for k in
+            ("api_url", "toxiproxy_url", "live_url", "provider_control_url", "metrics_url") if t.get(k)}
+    for key, url in urls.items():
+        ensure_loopback(url, f"{where} [target].{key}", allow_remote)
+    dsn = expand_env(t["database_dsn"], f"{where} [target].database_dsn") if t.get("database_dsn") else None
+    routes = raw.get("routes", {})
+    if not isinstance(routes, dict):
+        raise ConfigError(f"{where}: [routes] must map dependency names to Toxiproxy proxy names")
+    return Target(name=t["name"], kind="external", api_url=urls["api_url"],
+                  admin_token=expand_env(t["admin_token"], f"{where} [target].admin_token"),
+                  capabilities=frozenset(caps), database_dsn=dsn,
+                  toxiproxy_url=urls.get("toxiproxy_url"), live_url=urls.get("live_url"),
+                  provider_control_url=urls.get("provider_control_url"),
+                  metrics_url=urls.get("metrics_url") or f"{urls['api_url']}/metrics", routes=dict(routes))

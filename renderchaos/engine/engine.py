@@ -141,7 +141,7 @@ def _start_podman_service(timeout: float) -> None:
             f"see {STATE_DIR / 'podman-service.log'}; {SETUP_HINT}")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -164,7 +164,7 @@ def release_user(run_id: str) -> None:
         return
     for entry in USERS_DIR.glob("*") if USERS_DIR.exists() else []:
         try:
-            if _alive(int(entry.read_text() or 0)):
+            if pid_alive(int(entry.read_text() or 0)):
                 return
         except (ValueError, OSError):
             pass
@@ -174,7 +174,7 @@ def release_user(run_id: str) -> None:
     except (ValueError, OSError):
         return
     PODMAN_PIDFILE.unlink(missing_ok=True)
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
 
 

@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from renderchaos.engine.engine import pid_alive
+
 LABEL_RUN = "renderchaos.run"
 LABEL_STACK = "renderchaos.stack"
 LABEL_SERVICE = "renderchaos.service"
@@ -40,16 +42,6 @@ PORT_RANGE = (20000, 32000)
 PORT_REGISTRY = Path(os.environ.get("RENDERCHAOS_STATE_DIR", "/run/renderchaos")) / "ports"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reserve_ports(count: int, owner_pid: int | None = None, host: str = "127.0.0.1") -> list[int]:
     """``count`` ports free on ``host``, recorded for this process until it exits."""
     import fcntl
@@ -63,7 +55,7 @@ def reserve_ports(count: int, owner_pid: int | None = None, host: str = "127.0.0
         taken: dict[int, int] = {}
         for line in reg.read().split():
             port, _, who = line.partition(":")
-            if port.isdigit() and who.isdigit() and _pid_alive(int(who)):
+            if port.isdigit() and who.isdigit() and pid_alive(int(who)):
                 taken[int(port)] = int(who)
         rng = random.SystemRandom()
         picked: list[int] = []
