@@ -68,7 +68,7 @@ def chaos_schedule(target: "Target") -> list[ScheduledFault]:
     """The faults of load.chaos, in order, each with its prescribed remedy (SCENARIOS.md)."""
     from renderchaos.faults.container import Killed, Stopped
     from renderchaos.faults.network import RouteDown
-    from renderchaos.load.faults import ProviderRateLimited
+    from renderchaos.faults.provider import ProviderBehaviour
 
     stack = target.stack
     out = [
@@ -80,8 +80,9 @@ def chaos_schedule(target: "Target") -> list[ScheduledFault]:
                        "start Redis", ("containers",)),
         ScheduledFault("queue.broker_restart", lambda: Stopped(stack.rabbitmq, grace=5),  # type: ignore[union-attr]
                        "start RabbitMQ again (restart)", ("containers",)),
-        ScheduledFault("ai.provider_rate_limit", lambda: ProviderRateLimited(target.provider_control_url or ""),
-                       "reset the provider (/_control/reset)", ("provider_control",)),
+        ScheduledFault("ai.provider_rate_limit",
+                       lambda: ProviderBehaviour(target.provider_control_url or "", {"rate_limited_keys": ["*"]}),
+                       "provider back to normal (quota restored)", ("provider_control",)),
     ]
     return [f for f in out if target.has(*f.needs) and (stack is not None or "containers" not in f.needs)]
 
