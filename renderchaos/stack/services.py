@@ -304,6 +304,22 @@ class AppService(Service):
         return f"http://127.0.0.1:{self.port}"
 
 
+class StorageHost(AppService):
+    """Holds the shared output volume for the stack's lifetime, like the file server or object
+    store of a real deployment. A tmpfs volume is unmounted (and emptied) when its last container
+    stops; without a holder, stopping the API and every worker (data.restore, R §六.2) would
+    silently delete every rendered video."""
+
+    name = "storage"
+    mounts = ()
+
+    def command(self) -> list[str]:
+        return ["sleep", "infinity"]
+
+    def readiness(self) -> Readiness:
+        return Readiness("storage host running", lambda: self.state().get("Running"), Poll(0.05))
+
+
 class FaultProxy(AppService):
     """The Toxiproxy-compatible server of this project (renderchaos_proxy)."""
 

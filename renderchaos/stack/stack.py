@@ -25,7 +25,7 @@ import httpx
 from renderchaos.errors import ProvisioningError
 from renderchaos.stack.context import StackContext
 from renderchaos.stack.services import (
-    Api, FaultProxy, Live, OfficialToxiproxy, Postgres, Provider, RabbitMQ, Redis, Service, Worker,
+    Api, FaultProxy, Live, OfficialToxiproxy, StorageHost, Postgres, Provider, RabbitMQ, Redis, Service, Worker,
 )
 from renderchaos.wait import Deadline
 
@@ -92,6 +92,7 @@ class Stack:
         app_env = self._app_env()
         volumes = {self.storage_volume: {"bind": "/data/storage", "mode": "rw"},
                    str(self.assets_dir): {"bind": "/data/assets", "mode": "rw"}}
+        self.storage = StorageHost(ctx, img["app"], volumes={self.storage_volume: volumes[self.storage_volume]})
         self.api = Api(ctx, img["app"], env=app_env, volumes=volumes)
         self.api.env.update(API_HOST="127.0.0.1", API_PORT=str(self.api.port))
         self.workers = [Worker(ctx, img["app"], i, env=app_env, volumes=volumes,
@@ -139,7 +140,7 @@ class Stack:
 
     @property
     def services(self) -> list[Service]:
-        out: list[Service] = [self.postgres, self.redis, self.rabbitmq]
+        out: list[Service] = [self.postgres, self.redis, self.rabbitmq, self.storage]
         out += [s for s in (self.proxy, self.provider) if s is not None]
         out += [self.api, *self.workers]
         if self.live:
@@ -152,7 +153,7 @@ class Stack:
         deadline = Deadline.after(self.config.start_timeout)
         try:
             self._create_storage_volume()
-            first = [self.postgres, self.redis, self.rabbitmq]
+            first = [self.postgres, self.redis, self.rabbitmq, self.storage]
             first += [s for s in (self.proxy, self.provider) if s is not None]
             def ready(s: Service) -> None:
                 s.wait_ready(deadline)
