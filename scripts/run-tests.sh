@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/pytest tests -n "${JOBS:-2}" -p no:cacheprovider "$@"
+exec .venv/bin/pytest tests -n "${JOBS:-2}" "$@"
