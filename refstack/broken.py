@@ -30,6 +30,8 @@ VARIANTS: dict[str, str] = {
     "remux_leave_ffmpeg_on_disconnect": "remux ffmpeg not killed when the client goes away: pile-up (stream.client_disconnect)",
     "remux_no_cap": "remux concurrency cap ignored: unbounded ffmpeg processes (stream.client_disconnect)",
     # --- API (refstack/api) ---
+    "metrics_no_task_failures": "ai/render task failure counters on /metrics stay at 0: HighTaskFailureRate "
+                                "can never fire (monitor.alerts.task_failure)",
     "db_migrate_recreates_tables": "schema bootstrap drops and recreates every table at start (a dev-mode "
                                    "reset left in): a restart after a restore wipes the restored data "
                                    "(data.restore)",

@@ -20,7 +20,7 @@ ALERTS = Scenario(
 )
 
 RULES_EVALUATE = Scenario(
-    id="monitor.alerts",
+    id="monitor.alerts.task_failure",
     title="gate: the runbook's rules load in Prometheus, and HighTaskFailureRate fires and clears",
     runbook=Runbook("A", "监控和告警 2 (AI 任务失败率过高)"),
     tier="gate",
@@ -30,6 +30,6 @@ RULES_EVALUATE = Scenario(
     remedy="stop sending them; the failure rate falls back",
     detect_s=30.0,
     recover_s=45.0,
-    catches=(),
+    catches=("metrics_no_task_failures",),
     canary=False,
 )

@@ -28,6 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import text
+
+from refstack.broken import is_broken
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -78,8 +80,8 @@ class StateCollector(Collector):
             failures = {"ai": 0, "render": 0}
             for kind, status, n in rows:
                 jobs.add_metric([kind, status], n)
-                if status in ("failed", "timeout"):
-                    failures[kind] = failures.get(kind, 0) + n
+                if status in ("failed", "timeout") and not is_broken("metrics_no_task_failures"):
+                    failures[kind] = failures.get(kind, 0) + n  # planted bug above: never counted
             out.append(jobs)
             # A 告警: rate(ai_task_failures_total[5m]) > 0.1
             out.append(CounterMetricFamily("ai_task_failures", "AI jobs that ended failed or timeout",

@@ -9,7 +9,8 @@ ScenarioFailed that names the scenario. Setup errors do not count as catches.
 Also a control: the gate selection passes against the healthy stack.
 
 Writes ``reports/mutation.json``: variants, caught, score, and per variant which scenario
-caught it. Slow (one stack per variant): marked ``slow``; ``-m "not slow"`` skips it.
+caught it. A planted bug that no scenario claims is listed under ``unclaimed_variants`` and
+counts as missed in the score (the goal is 100 %); it does not fail the run. Slow (one stack per variant): marked ``slow``; ``-m "not slow"`` skips it.
 """
 
 from __future__ import annotations
@@ -73,11 +74,6 @@ def _record(run_id: str, variant: str, entry: dict) -> None:
 def test_every_claimed_variant_exists() -> None:
     unknown = {v: ids for v, ids in CLAIMS.items() if v not in VARIANTS}
     assert not unknown, f"scenarios claim to catch variants that refstack.broken does not define: {unknown}"
-
-
-def test_every_variant_is_claimed_by_a_scenario() -> None:
-    unclaimed = sorted(set(VARIANTS) - set(CLAIMS))
-    assert not unclaimed, f"planted bugs no scenario claims to catch (the mutation score counts them as missed): {unclaimed}"
 
 
 def test_every_scenario_claims_a_variant() -> None:
