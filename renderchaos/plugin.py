@@ -202,8 +202,9 @@ class _ResultsPlugin:
         self.collector = collector
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "") or ""
         self.collector.add(report.nodeid, report.when, report.outcome, list(report.user_properties),
-                           report.duration, str(report.longrepr or ""))
+                           report.duration, str(report.longrepr or ""), crash)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

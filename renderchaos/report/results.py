@@ -21,7 +21,7 @@ class Collector:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # nodeid -> entry
 
     def add(self, nodeid: str, when: str, outcome: str, props: list[tuple[str, Any]], duration: float,
-            longrepr: str) -> None:
+            longrepr: str, crash: str = "") -> None:
         journal = next((json.loads(v) for k, v in props if k == PROPERTY), None)
         scenario = next((v for k, v in props if k == "scenario"), None)
         if journal is None and scenario is None:
@@ -37,7 +37,9 @@ class Collector:
             entry["reason"] = longrepr[-300:]
         elif outcome == "failed":
             entry["outcome"] = "failed" if when == "call" else "error"
-            entry["failure"] = longrepr[-2000:]
+            # the exception's own message first (ScenarioFailed: scenario, runbook, expected,
+            # observed), whole; then the tail of the traceback for context
+            entry["failure"] = (crash[:6000] + "\n---\n" if crash else "") + longrepr[-1500:]
 
     def write(self, out_dir: Path, header: dict[str, Any]) -> Path | None:
         if not self.entries:
