@@ -48,7 +48,8 @@ VARIANTS: dict[str, str] = {
     "api_health_always_ok": "/health answers 200 whatever the dependencies say (db.down, redis.down)",
     "metrics_no_5xx_count": "5xx answers counted as 200 in http_requests_total: HighErrorRate never fires (monitor.alerts)",
     "api_sql_concat_status": "GET /v1/videos?status= pasted into the SQL text, not validated (api.sql_injection)",
-    "api_stack_trace_in_body": "500 bodies carry the Python traceback (api.fuzz)",
+    "api_stack_trace_in_body": "debug mode left on: error bodies raised from an exception (500s, malformed "
+                               "JSON, bad ids) carry the Python traceback (api.fuzz)",
     "api_slow_submit": "every job submit waits 5 s before its transaction: slow renders submits under load (load.baseline, load.chaos)",
     "api_ratelimit_fails_closed": "a Redis error in the rate limiter answers 503 even with RATE_LIMIT_FAIL_MODE=open (redis.down)",
     "api_ratelimit_no_ttl": "rate-limit buckets written to Redis without a TTL: keys pile up (redis.maxmemory)",

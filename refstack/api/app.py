@@ -387,6 +387,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and is_broken("api_stack_trace_in_body"):
+            # planted bug (debug mode left on): the underlying exception's traceback goes out too
+            exc.message += "\n" + "".join(traceback.format_exception(cause))
         return _respond(request, exc)
 
     @app.exception_handler(DatabaseError)
