@@ -75,7 +75,9 @@ def test_exec_processes_and_oom_detection(
         chaos_context: StackContext, chaos_images: dict[str, str], started: list[Service]) -> None:
     box = Sleeper(chaos_context, chaos_images["app"], mem_limit="96m")
     _start([box], started)
-    assert any(p.args == "sleep 600" for p in cf.processes(box))
+    # the container runs as soon as its init does; its child may exec a moment later
+    wait_for(lambda: any(p.args == "sleep 600" for p in cf.processes(box)), what="`sleep 600` in the container",
+             timeout=10)
     assert cf.exec_in(box, ["id", "-u"]).output.strip() == "1000"
     assert cf.oom_kills(box) == 0
     hog = cf.exec_in(box, ["python3", "-c", "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"])
@@ -92,8 +94,9 @@ def test_process_listing_sees_container_pids_without_exec(
         chaos_context: StackContext, chaos_images: dict[str, str], started: list[Service]) -> None:
     box = Sleeper(chaos_context, chaos_images["app"])
     _start([box], started)
+    sleeper = wait_for(lambda: [p for p in cf.processes(box) if p.args == "sleep 600"],
+                       what="`sleep 600` in the container", timeout=10)
     procs = cf.processes(box)
-    sleeper = [p for p in procs if p.args == "sleep 600"]
     assert sleeper and sleeper[0].pid > 1, procs  # pid 1 is the init (--init)
     assert not cf.orphan_ffmpeg(box)
     cf.exec_in(box, ["sh", "-c", "ffmpeg -hide_banner -f lavfi -i testsrc -f null - >/dev/null 2>&1 &"])
