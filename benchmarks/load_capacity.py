@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -53,7 +52,8 @@ def main() -> int:
     parser.add_argument("--rates", default="5,10,20,40,80,160")
     parser.add_argument("--ceiling-users", type=int, default=50)
     args = parser.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="load-capacity-"))
+    out = Path(__file__).resolve().parents[1] / "reports" / "load" / "capacity"  # not a temp dir: kept to read
+    out.mkdir(parents=True, exist_ok=True)
     best_rps, best_p95 = 0.0, 0.0
     with standalone_run() as run:
         stack = run.stack("cap", workers=1, with_live=False,

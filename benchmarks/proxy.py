@@ -45,8 +45,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Sink:
-    """Accepts connections and counts bytes until EOF; reports each total."""
+class _Server:
+    """Listens on an ephemeral 127.0.0.1 port; each connection is handled by ``handle`` in a thread."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -62,10 +62,18 @@ class Sink:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
     @staticmethod
-    def _drain(conn: socket.socket) -> None:
+    def handle(conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class Sink(_Server):
+    """Accepts connections and counts bytes until EOF; reports each total."""
+
+    @staticmethod
+    def handle(conn: socket.socket) -> None:
         buf = bytearray(SEND_BLOCK)
         total = 0
         with conn:
@@ -77,25 +85,11 @@ class Sink:
             conn.sendall(str(total).encode())
 
 
-class Echo:
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+class Echo(_Server):
+    """Echoes every byte back."""
 
     @staticmethod
-    def _echo(conn: socket.socket) -> None:
+    def handle(conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn:
             while True:
