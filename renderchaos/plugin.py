@@ -187,6 +187,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sweep(state.run_id, state.cli, owner=None if state.worker_id == "main" else state.owner)
         state.reaper.release()
         release_user(state.owner)
+    else:  # no containers were made (e.g. an external target): only our temp files to remove
+        import shutil
+
+        from renderchaos.stack.context import run_tmp_root
+
+        root = run_tmp_root(state.run_id)
+        for d in [root] if state.worker_id == "main" else list(root.glob(f"{state.owner}*")):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -409,7 +417,10 @@ def scenario_run(request: pytest.FixtureRequest, scenario: "Scenario", scenario_
     """Drive the parametrized ``scenario`` against the target; journal lands in the report."""
     from renderchaos.scenario import ScenarioRun
 
-    run = ScenarioRun(scenario, scenario_target, chaos_profile)
+    from renderchaos.stack.context import run_tmp_root
+
+    tmp_dir = run_tmp_root(request.config.stash[STATE].run_id) / f"{request.config.stash[STATE].owner}-probes"
+    run = ScenarioRun(scenario, scenario_target, chaos_profile, tmp_dir)
     try:
         yield run
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, TypeVar
 
 import pytest
@@ -140,14 +141,15 @@ class Journal:
 class ScenarioRun:
     """Drives one scenario against a target; see the module docstring."""
 
-    def __init__(self, scenario: Scenario, target: "Target", profile: Profile) -> None:
+    def __init__(self, scenario: Scenario, target: "Target", profile: Profile, tmp_dir: "Path | None" = None) -> None:
         self.scenario = scenario
         self.target = target
         self.profile = profile
         self.timeouts = profile.timeouts
         self.journal = Journal(scenario.id, str(scenario.runbook))
         self.admin = Admin(target.api_url, target.admin_token, timeout=self.timeouts.connect)
-        self.ledger = JobLedger(self.admin)
+        self.tmp_dir = tmp_dir  # inside the run's temp root: swept by the reaper whatever happens
+        self.ledger = JobLedger(self.admin, tmp_dir)
         self._faults: list[Fault] = []
         self._clients: list[RenderApi] = []
         self._user: User | None = None

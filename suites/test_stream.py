@@ -209,7 +209,7 @@ def test_aborted_downloads_leave_no_ffmpeg(scenario_run: ScenarioRun) -> None:
     full = run.api.download(job_id, timeout=DOWNLOAD_TIMEOUT_S)
     run.expect(full.status_code == 200, "a complete download (200)", f"{full.status_code} {full.text[:200]}")
     try:
-        info = probe_bytes(full.content)
+        info = probe_bytes(full.content, tmp_dir=run.tmp_dir)
     except ValueError as exc:
         run.fail("the complete download is a valid MP4 (ffprobe)", str(exc))
     run.expect(abs(info.duration - VIDEO_S) <= 0.5 and (info.width, info.height) == (WIDTH, HEIGHT)

@@ -19,7 +19,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from renderchaos.errors import EngineError
 from renderchaos.wait import Poll, wait_for
@@ -88,8 +88,13 @@ def find_engine(user: str | None = None, start_podman: bool = True, timeout: flo
     *before* the socket is checked, so another run's exit cannot stop the service under us.
     Call :func:`release_user` with it at the end.
     """
-    if user is not None:
-        register_user(user, os.getpid())
+    with _engine_lock():
+        if user is not None:
+            register_user(user, os.getpid())
+        return _find_locked(start_podman, timeout)
+
+
+def _find_locked(start_podman: bool, timeout: float) -> Engine:
     env_host = os.environ.get("DOCKER_HOST", "")
     if env_host and ping(env_host):
         cli = _cli_for(env_host)
@@ -108,6 +113,8 @@ def find_engine(user: str | None = None, start_podman: bool = True, timeout: flo
     if not ping(host):
         if not start_podman:
             raise EngineError(f"podman's API socket {PODMAN_SOCKET} does not answer; {SETUP_HINT}")
+        # Under the engine lock (find_engine): without it, xdist workers that found the socket
+        # dead at the same moment each started a service, and all but one were never stopped.
         _start_podman_service(timeout)
     return Engine(kind="podman", docker_host=host, cli="podman")
 
@@ -157,11 +164,24 @@ def register_user(run_id: str, pid: int) -> None:
     (USERS_DIR / run_id).write_text(str(pid))
 
 
+def _engine_lock() -> Any:
+    """Serialises starting, registering with and stopping the shared Podman service."""
+    import fcntl
+
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    lock = open(STATE_DIR / "engine.lock", "w")  # noqa: SIM115 - closed by the caller's with
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
 def release_user(run_id: str) -> None:
-    """Forget ``run_id``; stop the Podman service we started if no live run still uses it."""
+    """Forget ``run_id``; stop the Podman service(s) on our socket if no live run still uses one."""
+    with _engine_lock():
+        _release_locked(run_id)
+
+
+def _release_locked(run_id: str) -> None:
     (USERS_DIR / run_id).unlink(missing_ok=True)
-    if not PODMAN_PIDFILE.exists():
-        return
     for entry in USERS_DIR.glob("*") if USERS_DIR.exists() else []:
         try:
             if pid_alive(int(entry.read_text() or 0)):
@@ -169,13 +189,30 @@ def release_user(run_id: str) -> None:
         except (ValueError, OSError):
             pass
         entry.unlink(missing_ok=True)
-    try:
-        pid = int(PODMAN_PIDFILE.read_text())
-    except (ValueError, OSError):
-        return
     PODMAN_PIDFILE.unlink(missing_ok=True)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
+    for pid in _our_services():  # every service on our socket, not only the one we recorded
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def _our_services() -> list[int]:
+    """Pids of ``podman system service`` processes serving our socket."""
+    found = []
+    target = f"unix://{PODMAN_SOCKET}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 3 and argv[0].endswith(b"podman") and argv[1:3] == [b"system", b"service"] \
+                and target in argv:
+            found.append(int(entry))
+    return found
 
 
 def docker_client(engine: Engine) -> "docker.DockerClient":  # type: ignore[name-defined]  # noqa: F821

@@ -9,6 +9,7 @@ once and that every ``completed`` job has a valid output (downloaded, ffprobed o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,8 +54,9 @@ class LedgerReport:
 
 
 class JobLedger:
-    def __init__(self, admin: Admin) -> None:
+    def __init__(self, admin: Admin, tmp_dir: "Path | None" = None) -> None:
         self.admin = admin
+        self.tmp_dir = tmp_dir  # where downloaded outputs are probed (the run's swept temp dir)
         self.jobs: dict[str, Accepted] = {}
         self.final: dict[str, dict[str, Any]] = {}
 
@@ -145,7 +147,7 @@ class JobLedger:
             rep.output_errors.append(f"{acc.job_id}: completed but download answered {resp.status_code}")
             return
         try:
-            info = probe_bytes(resp.content)
+            info = probe_bytes(resp.content, tmp_dir=self.tmp_dir)
         except ValueError as exc:
             rep.output_errors.append(f"{acc.job_id}: completed but output invalid: {exc}")
             return

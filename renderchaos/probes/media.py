@@ -42,8 +42,11 @@ def ffprobe(path: Path, timeout: float = 30.0) -> MediaInfo:
                      size_bytes=path.stat().st_size)
 
 
-def probe_bytes(data: bytes, suffix: str = ".mp4") -> MediaInfo:
-    with tempfile.NamedTemporaryFile(prefix="renderchaos-probe-", suffix=suffix) as f:
+def probe_bytes(data: bytes, suffix: str = ".mp4", tmp_dir: Path | None = None) -> MediaInfo:
+    """Probe bytes through a temp file; pass the run's temp dir so a killed run's file is swept."""
+    if tmp_dir is not None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(prefix="renderchaos-probe-", suffix=suffix, dir=tmp_dir) as f:
         f.write(data)
         f.flush()
         return ffprobe(Path(f.name))
