@@ -42,7 +42,18 @@ def _claims() -> dict[str, list[str]]:
 CLAIMS = _claims()
 
 
-def _run_suite(args: list[str], reports: Path, timeout: float) -> tuple[int, dict, str]:
+def _run_suite(args: list[str], reports: Path, timeout: float, exclusive: bool = False) -> tuple[int, dict, str]:
+    """One real suite run in a subprocess. Mutation runs may overlap each other (shared lock);
+    the control run holds the lock exclusively: its latency checks (api.flood) compare against a
+    baseline and must not share the 2 cores with another stack under test."""
+    import fcntl
+
+    with open(ROOT / "reports" / ".suite-runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        return _run_suite_locked(args, reports, timeout)
+
+
+def _run_suite_locked(args: list[str], reports: Path, timeout: float) -> tuple[int, dict, str]:
     cmd = [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "-q", "--chaos-reports",
            str(reports), "-o", "junit_family=xunit2", *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
@@ -108,6 +119,6 @@ def test_variant_is_caught(variant: str, chaos_state) -> None:
 @pytest.mark.slow
 def test_gate_passes_against_the_reference_stack() -> None:
     with tempfile.TemporaryDirectory(prefix="renderchaos-control-") as tmp:
-        code, doc, tail = _run_suite(["--chaos-profile", "gate"], Path(tmp), timeout=900)
+        code, doc, tail = _run_suite(["--chaos-profile", "gate"], Path(tmp), timeout=900, exclusive=True)
     failed = [r.get("id") for r in doc["results"] if r["outcome"] not in ("passed",)]
     assert code == 0 and not failed, f"gate against the healthy stack: exit {code}, not passed: {failed}\n{tail}"
