@@ -16,6 +16,7 @@ import httpx
 
 from renderchaos.probes.api import Admin, RenderApi
 from renderchaos.probes.media import output_problems, probe_bytes
+from renderchaos.errors import WaitTimeout
 from renderchaos.wait import Deadline, Poll, wait_for
 
 TERMINAL = frozenset({"completed", "failed", "timeout", "cancelled"})
@@ -93,7 +94,8 @@ class JobLedger:
         """Wait (up to ``deadline``) for every accepted job to settle, then check everything."""
         rep = LedgerReport(accepted=len(self.jobs))
         pending = dict(self.jobs)
-        while pending:
+
+        def settled() -> bool:
             for job_id in list(pending):
                 try:
                     job = self.admin.job(job_id)
@@ -105,9 +107,13 @@ class JobLedger:
                 elif job["status"] in TERMINAL:
                     self.final[job_id] = job
                     del pending[job_id]
-            if not pending or deadline.expired():
-                break
-            _pause(min(0.5, deadline.remaining()))
+            return not pending
+
+        try:
+            wait_for(settled, what=f"{len(pending)} accepted jobs to reach a terminal state", timeout=deadline,
+                     poll=Poll(0.5, tolerate=()))
+        except WaitTimeout:
+            pass  # what is still pending is reported as stuck below
         for job_id in pending:
             job = self.final.get(job_id) or _safe(self.admin.job, job_id) or {}
             rep.stuck.append(f"{job_id}: still {job.get('status', '?')} at "
@@ -162,8 +168,3 @@ def _safe(fn: Any, *args: Any) -> Any:
     except Exception:  # noqa: BLE001
         return None
 
-
-def _pause(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)  # polling interval inside a deadline-bounded loop
