@@ -21,6 +21,9 @@ else
   command -v podman >/dev/null || need_pkgs+=(podman)
   command -v runc >/dev/null || need_pkgs+=(runc)
   command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
+  # catatonit is only a Recommends of podman: without it every container started with an
+  # init process fails ("container-init binary not found on the host")
+  [ -x /usr/libexec/podman/catatonit ] || need_pkgs+=(catatonit)
   dpkg -s uidmap >/dev/null 2>&1 || need_pkgs+=(uidmap)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
