@@ -58,6 +58,7 @@ class ChaosState:
     images: dict[str, str] | None = None
     dedicated: "tuple[str, Stack] | None" = None
     cli: str = "podman"
+    engine: Any = None  # renderchaos.engine.Engine, once prepare_engine ran
     contexts: int = 0
     stacks: list["Stack"] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -184,7 +185,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         from renderchaos.stack.reaper import sweep
 
         # The controller sweeps the whole run; an xdist worker only what it created.
-        sweep(state.run_id, state.cli, owner=None if state.worker_id == "main" else state.owner)
+        sweep(state.run_id, state.cli, owner=None if state.worker_id == "main" else state.owner,
+              host=state.engine.docker_host if state.engine else None)
         state.reaper.release()
         release_user(state.owner)
     else:  # no containers were made (e.g. an external target): only our temp files to remove
@@ -289,12 +291,13 @@ def prepare_engine(state: ChaosState) -> dict[str, str]:
     from renderchaos.engine.images import OFFICIAL_TOXIPROXY
     from renderchaos.stack.reaper import Reaper
 
-    engine = find_engine(user=state.owner)
+    # the loopback guard applies to the stack's address, derived from the engine host
+    engine = find_engine(user=state.owner, allow_remote=state.allow_remote)
     configure_testcontainers(engine)
-    state.cli = engine.cli
+    state.cli, state.engine = engine.cli, engine
     if state.reaper is None:  # every process that creates containers gets its own watcher
         owner = None if state.worker_id == "main" else state.owner
-        state.reaper = Reaper.start(state.run_id, engine.cli, owner)
+        state.reaper = Reaper.start(state.run_id, engine.cli, owner, host=engine.docker_host)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(STATE_DIR / "images.lock", "w") as lock:  # one cold build at a time across workers
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -314,7 +317,8 @@ def new_context(state: ChaosState) -> "StackContext":
 
     state.contexts += 1
     n = state.contexts
-    return StackContext(state.run_id, state.owner + (f"-{n}" if n > 1 else ""), owner=state.owner)
+    return StackContext(state.run_id, state.owner + (f"-{n}" if n > 1 else ""), owner=state.owner,
+                        engine=state.engine)
 
 
 def start_stack(state: ChaosState, **overrides: Any) -> "Stack":

@@ -29,6 +29,7 @@ LOCAL_PREFIX = "localhost/renderchaos"
 OFFICIAL_BASE = "docker.io/library/debian:bookworm-slim"
 OFFICIAL_TOXIPROXY = "ghcr.io/shopify/toxiproxy:2.12.0"  # used when pullable; else our renderchaos_proxy
 PULL_TIMEOUT_S = 120.0
+PODMAN = "podman"
 BUILD_TIMEOUT_S = 900.0
 
 Progress = Callable[[str], None]
@@ -89,23 +90,51 @@ class ImageResolver:
     overrides: dict[str, str] = field(default_factory=dict)
     _registry_ok: bool | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    copy_from_podman: bool = True  # a Docker engine takes podman's local builds (same hash) instead of rebuilding
     built: list[str] = field(default_factory=list)
+    copied: list[str] = field(default_factory=list)
     build_seconds: float = 0.0
 
     # -- engine calls --------------------------------------------------------------------
     def _run(self, args: list[str], timeout: float, log: Path | None = None) -> subprocess.CompletedProcess[bytes]:
         out = open(log, "ab") if log else subprocess.PIPE  # noqa: SIM115
         try:
-            return subprocess.run([self.engine.cli, *args], stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=timeout, check=False)
+            return subprocess.run([*self.engine.cli_argv(), *args], stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False, env=self.engine.cli_env())
         finally:
             if log:
                 out.close()  # type: ignore[union-attr]
 
     def exists(self, ref: str) -> bool:
-        if self.engine.cli == "podman":
+        if self.engine.podman_cli:
             return self._run(["image", "exists", ref], 30).returncode == 0
         return self._run(["image", "inspect", ref], 30).returncode == 0
+
+    def _podman_has(self, ref: str) -> bool:
+        """A Docker engine next to a podman that already built ``ref`` (same recipe hash)."""
+        if not self.copy_from_podman or self.engine.kind != "docker" or not shutil.which(PODMAN):
+            return False
+        return subprocess.run([PODMAN, "image", "exists", ref], capture_output=True, timeout=30).returncode == 0
+
+    def _copy_from_podman(self, ref: str) -> None:
+        """``podman save REF | docker load``: the local build of the same recipe, without a rebuild."""
+        t0 = time.monotonic()
+        log = _logfile(f"copy-{ref.rsplit('/', 1)[-1].replace(':', '-')}")
+        with log.open("ab") as out:
+            save = subprocess.Popen([PODMAN, "save", ref], stdout=subprocess.PIPE, stderr=out)
+            try:
+                load = subprocess.run([*self.engine.cli_argv(), "load", "-q"], stdin=save.stdout, stdout=out,
+                                      stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, env=self.engine.cli_env())
+            finally:
+                if save.stdout:
+                    save.stdout.close()
+                save.wait(timeout=60)
+        if save.returncode != 0 or load.returncode != 0 or not self.exists(ref):
+            raise ImageBuildError(f"copying {ref} from podman into the Docker engine at {self.engine.docker_host} "
+                                  f"failed (podman save exit {save.returncode}, docker load exit {load.returncode}):\n"
+                                  f"{_tail(log)}\nRe-run with --no-copy to build it with docker instead.")
+        self.copied.append(ref)
+        self.progress(f"copied {ref} from podman in {time.monotonic() - t0:.0f}s")
 
     def try_pull(self, ref: str) -> bool:
         with self._lock:
@@ -141,6 +170,9 @@ class ImageResolver:
             local = f"{LOCAL_PREFIX}/{svc}:{recipe_hash(recipe)}"
             if self.exists(local):
                 refs[svc] = local
+            elif self._podman_has(local):
+                self._copy_from_podman(local)
+                refs[svc] = local
             elif self.prefer_official and recipe.official and (
                     self.exists(recipe.official) or self.try_pull(recipe.official)):
                 refs[svc] = recipe.official
@@ -175,6 +207,9 @@ class ImageResolver:
         local = f"{LOCAL_PREFIX}/base:{base_hash()}"
         if self.exists(local):
             return local
+        if self._podman_has(local):
+            self._copy_from_podman(local)
+            return local
         if self.exists(OFFICIAL_BASE) or self.try_pull(OFFICIAL_BASE):
             return OFFICIAL_BASE
         if not shutil.which("mmdebstrap"):
@@ -203,14 +238,16 @@ class ImageResolver:
             with self._ticker(recipe.service, log):
                 if recipe.needs_wheelhouse:
                     self._wheelhouse(ctx, log)
+                # -f: the recipes are Containerfiles, which `docker build` does not look for by itself
                 proc = self._run(["build", "--network", "host", "--build-arg", f"BASE={base}",
                                   "--label", f"renderchaos.recipe={recipe_hash(recipe)}",
-                                  "-t", tag, str(ctx)], BUILD_TIMEOUT_S, log)
-            if proc.returncode != 0:
-                raise ImageBuildError(
-                    f"building image {tag} failed (exit {proc.returncode}); last lines:\n{_tail(log)}\n"
-                    f"Fix images/{recipe.service}/ and re-run; the cache is keyed by the recipe hash.",
-                    service=recipe.service)
+                                  "-f", str(ctx / "Containerfile"), "-t", tag, str(ctx)], BUILD_TIMEOUT_S, log)
+                if proc.returncode != 0 or not self.exists(tag):  # inside the ticker: no "built" line
+                    raise ImageBuildError(
+                        f"building image {tag} with {self.engine.cli} failed (exit {proc.returncode}); "
+                        f"last lines:\n{_tail(log)}\n"
+                        f"Fix images/{recipe.service}/ and re-run; the cache is keyed by the recipe hash.",
+                        service=recipe.service)
         self.built.append(recipe.service)
 
     def _wheelhouse(self, ctx: Path, log: Path) -> None:
@@ -243,6 +280,8 @@ class ImageResolver:
             self.stop.set()
             if exc[0] is None:
                 self.r.progress(f"built {self.what} in {time.monotonic() - self.t0:.0f}s")
+            else:
+                self.r.progress(f"FAILED {self.what} after {time.monotonic() - self.t0:.0f}s (log: {self.log})")
 
     def _ticker(self, what: str, log: Path) -> "ImageResolver._Ticker":
         return ImageResolver._Ticker(self, what, log)

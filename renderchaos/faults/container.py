@@ -4,10 +4,15 @@ These act on one :class:`~renderchaos.stack.services.Service` of the reference s
 ``containers``). Every call maps engine errors to :class:`FaultInjectionError` (an injection that
 fails must fail the test) and returns only when the engine confirms the new state.
 
-OOM: podman never sets ``State.OOMKilled`` here, so an OOM kill is detected from the container's
-memory cgroup (``memory.oom_control`` -> ``oom_kill N``, cgroup v1; ``memory.events`` ->
-``oom_kill N``, cgroup v2) while it runs, and from exit code 137 plus the last counter read once
-it has exited.
+Engines: every call goes to the engine the service runs on (``service.ctx.engine``): the podman
+CLI for Podman, ``docker --host`` for a Docker engine (local socket, ``tcp://`` or ``ssh://``).
+
+OOM: podman never sets ``State.OOMKilled`` here; Docker sets it when the container's main
+process is OOM-killed, not when another process in it is (an ``exec``). So an OOM kill is
+detected from the container's memory cgroup (``memory.oom_control`` -> ``oom_kill N``, cgroup
+v1; ``memory.events`` -> ``oom_kill N``, cgroup v2) while it runs, the same on both engines, and
+from exit code 137 plus the last counter read once it has exited. ``processes`` and the cgroup
+reads need the engine on this machine (its /proc).
 """
 
 from __future__ import annotations
@@ -27,16 +32,12 @@ if TYPE_CHECKING:
     from renderchaos.stack.services import Service
 
 
-def _cli(service: "Service") -> str:
-    import shutil
-
-    return "podman" if shutil.which("podman") else "docker"
-
-
 def _engine(service: "Service", *args: str, timeout: float = 60.0, heal: bool = False) -> str:
-    cmd = [_cli(service), *args]
+    engine = service.ctx.engine
+    assert engine is not None  # StackContext always has one
+    cmd = [*engine.cli_argv(), *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=engine.cli_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         err = FaultHealError if heal else FaultInjectionError
         raise err(f"`{shlex.join(cmd)}` failed: {exc}", service=service.name) from exc
@@ -114,7 +115,16 @@ def set_memory_limit(service: "Service", limit: str) -> None:
     _engine(service, "update", "--memory", limit, "--memory-swap", limit, service.container_name)
 
 
+def _require_local(service: "Service", what: str) -> None:
+    engine = service.ctx.engine
+    if engine is not None and not engine.local:
+        raise FaultInjectionError(f"{what} of {service.name} reads this machine's /proc, but its engine "
+                                  f"({engine.docker_host}) runs elsewhere; run that scenario with a local engine",
+                                  service=service.name)
+
+
 def _memory_cgroup(service: "Service") -> Path | None:
+    _require_local(service, "the memory cgroup")
     pid = service.state().get("Pid") or 0
     if not pid:
         return None
@@ -144,6 +154,11 @@ def oom_kills(service: "Service") -> int:
                 if key == "oom_kill":
                     return int(value)
     return 0
+
+
+def oom_reported(service: "Service") -> bool:
+    """``State.OOMKilled`` as the engine reports it (engine-specific: see the module docstring)."""
+    return bool(service.state().get("OOMKilled"))
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,7 @@ def processes(service: "Service") -> list[Proc]:
     ``conmon`` behind (each exec leaves two for five minutes). Pids are as seen in the
     container (``NSpid``).
     """
+    _require_local(service, "the process list")
     root = service.state().get("Pid") or 0
     if not root:
         return []

@@ -135,7 +135,7 @@ class RedisAtMaxmemory:
 # Backup and restore (R §六.2 数据丢失: pg_dump every 6 h, pg_restore from the latest backup)
 
 def _psql_args(pg: "Postgres", db: str | None = None) -> list[str]:
-    return ["-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user] + (["-d", db] if db else [])
+    return ["-h", pg.ctx.host, "-p", str(pg.port), "-U", pg.user] + (["-d", db] if db else [])
 
 
 def _run(pg: "Postgres", cmd: list[str], what: str) -> str:

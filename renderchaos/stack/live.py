@@ -34,7 +34,7 @@ class LivePublisher(AppService):
         self.name = f"live-publisher-{stream}"
         super().__init__(stack.ctx, stack.config.images["app"])
         self.stream, self.seconds = stream, seconds
-        self.url = f"http://127.0.0.1:{stack.live_ingest_port}/live/{stream}"
+        self.url = f"http://{stack.ctx.host}:{stack.live_ingest_port}/live/{stream}"
 
     def command(self) -> list[str]:
         return ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-re",
@@ -60,7 +60,7 @@ class LiveEncoder(AppService):
                          env={"REFSTACK_BROKEN": ",".join(stack.config.broken), "HOME": "/tmp"},
                          volumes={str(stack.live_data_dir): {"bind": LIVE_DATA_MOUNT, "mode": "rw"}})
         self.source_ip, self.stream = source_ip, stream
-        self.relay = f"127.0.0.1:{stack.live_relay_port}"
+        self.relay = f"{stack.ctx.host}:{stack.live_relay_port}"
 
     def command(self) -> list[str]:
         return ["python", "-m", "refstack.live.encoder", "--source-ip", self.source_ip, "--relay", self.relay,

@@ -75,7 +75,7 @@ class PrometheusService(Service):
                        "evaluation_interval": f"{evaluation_interval_s:g}s"},
             "rule_files": [f"{CONFIG_MOUNT}/rules.yml"],
             "scrape_configs": [{"job_name": "video-api", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": [f"127.0.0.1:{api_port}"]}]}],
+                                "static_configs": [{"targets": [f"{ctx.host}:{api_port}"]}]}],
         }
         (self.config_dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         (self.config_dir / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True))
@@ -85,7 +85,7 @@ class PrometheusService(Service):
 
     def command(self) -> list[str]:
         return ["prometheus", f"--config.file={CONFIG_MOUNT}/prometheus.yml",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.path=/tmp/prometheus",
+                f"--web.listen-address={self.ctx.host}:{self.port}", "--storage.tsdb.path=/tmp/prometheus",
                 "--storage.tsdb.retention.time=2h"]
 
     def mounts_spec(self) -> dict[str, dict[str, str]]:
@@ -96,7 +96,7 @@ class PrometheusService(Service):
                          Poll(0.2))
 
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.ctx.host}:{self.port}"
 
 
 __all__ = ["PrometheusService", "alert_rules", "prometheus_image", "httpx"]

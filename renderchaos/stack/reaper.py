@@ -1,6 +1,6 @@
 """Remove everything a run created, by its label, even if the run is SIGKILLed.
 
-``Reaper.start(run_id, cli)`` forks a detached watcher (its own session, so Ctrl-C in
+``Reaper.start(run_id, cli, host=...)`` forks a detached watcher (its own session, so Ctrl-C in
 the terminal does not reach it) that blocks reading a pipe whose only write end this
 process holds. When this process exits for any reason, including SIGKILL, the kernel
 closes the write end, the watcher reads EOF and sweeps:
@@ -11,7 +11,9 @@ closes the write end, the watcher reads EOF and sweeps:
 * the run's temp directory,
 * the Podman API service, if we started it and no other live run uses it.
 
-``python -m renderchaos.stack.reaper sweep RUN_ID`` runs the same sweep by hand.
+``python -m renderchaos.stack.reaper sweep RUN_ID [--cli docker --host DOCKER_HOST]`` runs the
+same sweep by hand. Engines differ: ``docker rm`` has no ``-t`` (``-f`` kills at once) and only
+Podman leaves exec monitors (``conmon``) behind.
 """
 
 from __future__ import annotations
@@ -28,20 +30,30 @@ from dataclasses import dataclass
 from renderchaos.stack.context import LABEL_OWNER, LABEL_RUN, run_tmp_root
 
 
-def sweep(run_id: str, cli: str = "podman", owner: str | None = None) -> list[str]:
-    """Remove the containers, volumes and temp dirs of a run, or of one owner process in it."""
+def _argv(cli: str, host: str | None) -> list[str]:
+    if cli.endswith("podman") or not host:
+        return [cli]
+    return [cli, "--host", host]
+
+
+def sweep(run_id: str, cli: str = "podman", owner: str | None = None, host: str | None = None) -> list[str]:
+    """Remove the containers, volumes and temp dirs of a run, or of one owner process in it.
+
+    ``host``: the Docker engine's address (default: ``DOCKER_HOST`` of this process)."""
     removed: list[str] = []
     label = f"label={LABEL_OWNER}={owner}" if owner else f"label={LABEL_RUN}={run_id}"
+    base = _argv(cli, host or os.environ.get("DOCKER_HOST"))
+    rm = ["rm", "-f", "-v", "-t", "0"] if cli.endswith("podman") else ["rm", "-f", "-v"]
     try:
-        ids = subprocess.run([cli, "ps", "-aq", "--filter", label], capture_output=True,
+        ids = subprocess.run([*base, "ps", "-aq", "--filter", label], capture_output=True,
                              text=True, timeout=30).stdout.split()
         if ids:
-            subprocess.run([cli, "rm", "-f", "-v", "-t", "0", *ids], capture_output=True, timeout=60)
+            subprocess.run([*base, *rm, *ids], capture_output=True, timeout=60)
             removed += [f"container {i}" for i in ids]
-        vols = subprocess.run([cli, "volume", "ls", "-q", "--filter", label], capture_output=True,
+        vols = subprocess.run([*base, "volume", "ls", "-q", "--filter", label], capture_output=True,
                               text=True, timeout=30).stdout.split()
         if vols:
-            subprocess.run([cli, "volume", "rm", "-f", *vols], capture_output=True, timeout=60)
+            subprocess.run([*base, "volume", "rm", "-f", *vols], capture_output=True, timeout=60)
             removed += [f"volume {v}" for v in vols]
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"renderchaos reaper: engine call failed: {exc}", file=sys.stderr)
@@ -92,12 +104,19 @@ class Reaper:
     write_fd: int
 
     @classmethod
-    def start(cls, run_id: str, cli: str, owner: str | None = None) -> "Reaper":
-        """Watch this process; sweep ``owner``'s resources (or the whole run) when it ends."""
+    def start(cls, run_id: str, cli: str, owner: str | None = None, host: str | None = None,
+              release: bool = True) -> "Reaper":
+        """Watch this process; sweep ``owner``'s resources (or the whole run) when it ends.
+
+        ``release``: also release this owner's use of the engine services we start."""
         read_fd, write_fd = os.pipe()  # both non-inheritable by default
         args = [sys.executable, "-m", "renderchaos.stack.reaper", "watch", run_id, "--cli", cli]
         if owner:
             args += ["--owner", owner]
+        if host or os.environ.get("DOCKER_HOST"):
+            args += ["--host", host or os.environ["DOCKER_HOST"]]
+        if not release:
+            args += ["--no-release"]
         proc = subprocess.Popen(
             args,
             stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -114,15 +133,17 @@ class Reaper:
             pass
 
 
-def _watch(run_id: str, cli: str, owner: str | None) -> None:
+def _watch(run_id: str, cli: str, owner: str | None, host: str | None, release: bool = True) -> None:
     try:
         while os.read(0, 4096):
             pass
     except OSError:
         pass
-    sweep(run_id, cli, owner)
+    sweep(run_id, cli, owner, host)
     time.sleep(1.0)  # scheduled second pass: a worker may have been creating a container  # noqa
-    sweep(run_id, cli, owner)
+    sweep(run_id, cli, owner, host)
+    if not release:
+        return
     try:
         from renderchaos.engine.engine import release_user
 
@@ -137,11 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_id")
     parser.add_argument("--cli", default="podman")
     parser.add_argument("--owner", default=None, help="only what this owner (run-worker) created")
+    parser.add_argument("--host", default=None, help="Docker engine address (default: $DOCKER_HOST)")
+    parser.add_argument("--no-release", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "watch":
-        _watch(args.run_id, args.cli, args.owner)
+        _watch(args.run_id, args.cli, args.owner, args.host, release=not args.no_release)
     else:
-        for item in sweep(args.run_id, args.cli, args.owner):
+        for item in sweep(args.run_id, args.cli, args.owner, args.host):
             print(f"removed {item}")
     return 0
 

@@ -9,6 +9,7 @@ API (which is not behind the proxy by default), so a toxic can sit on that path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from renderchaos.errors import FaultHealError, FaultInjectionError, ProxyError
 from renderchaos_proxy.client import ToxiproxyClient
@@ -23,13 +24,18 @@ class ExtraRoute:
     upstream_port: int
     listen_port: int | None = None  # known once injected (the proxy binds port 0)
 
+    @property
+    def host(self) -> str:
+        """The stack's address: the proxy shares its host network with the upstream."""
+        return urlsplit(self.proxy_url).hostname or "127.0.0.1"
+
     def describe(self) -> str:
-        return f"proxy route {self.name} -> 127.0.0.1:{self.upstream_port}"
+        return f"proxy route {self.name} -> {self.host}:{self.upstream_port}"
 
     def inject(self) -> None:
         try:
             with ToxiproxyClient(self.proxy_url, timeout=PROXY_API_TIMEOUT_S) as c:
-                proxy = c.create_proxy(self.name, "127.0.0.1:0", f"127.0.0.1:{self.upstream_port}")
+                proxy = c.create_proxy(self.name, f"{self.host}:0", f"{self.host}:{self.upstream_port}")
                 self.listen_port = proxy.listen_port
         except ProxyError as exc:
             raise FaultInjectionError(f"could not create {self.describe()}: {exc}") from exc

@@ -1,7 +1,8 @@
 """One class per service: container + readiness check with a deadline + client getter.
 
-All containers run on the host network and bind 127.0.0.1 on their own free
-port (loopback only; no bridge network, which would put them on 10.88.x).
+All containers run on the engine host's network and bind ``ctx.host`` (127.0.0.1 for an
+engine on this machine; the engine host's address for a tcp:// or ssh:// engine) on their own
+free port (no bridge network, which would put them on 10.88.x).
 Readiness checks are objects: what they wait for, how to poll, which errors
 mean "not yet". A container that exits while we wait fails at once, with its
 log tail in the error.
@@ -18,7 +19,6 @@ from typing import Any, Callable
 import httpx
 from testcontainers.core.container import DockerContainer
 
-from renderchaos.engine.engine import DOCKER_API_VERSION
 from renderchaos.errors import ProvisioningError, ReadinessTimeout
 from renderchaos.stack.context import LABEL_SERVICE, StackContext
 from renderchaos.wait import Deadline, Poll, wait_for
@@ -69,7 +69,7 @@ class Service:
         return self.ctx.name(self.name)
 
     def build(self) -> DockerContainer:
-        tc = DockerContainer(self.image, docker_client_kw={"version": DOCKER_API_VERSION})
+        tc = DockerContainer(self.image, docker_client_kw=self.ctx.engine.client_kwargs())
         tc.with_name(self.container_name)
         if self.command():
             tc.with_command(self.command())
@@ -90,10 +90,12 @@ class Service:
         try:
             self._tc.start()
         except Exception as exc:
-            raise ProvisioningError(
-                f"could not start {self.name} ({self.image}): {exc}. "
-                "Is the image present (python -m renderchaos.engine build) and the engine up?",
-                service=self.name) from exc
+            hint = "Is the image present (python -m renderchaos.engine build) and the engine up?"
+            if not self.ctx.engine.local and self.mounts_spec():
+                hint += (f" The engine at {self.ctx.engine.docker_host} is not on this machine: it must see "
+                         f"{CODE_ROOT} and {self.ctx.tmp_root} at the same paths (bind mounts).")
+            raise ProvisioningError(f"could not start {self.name} ({self.image}): {exc}. {hint}",
+                                    service=self.name) from exc
 
     def wait_ready(self, deadline: Deadline) -> None:
         check = self.readiness()
@@ -151,7 +153,7 @@ class _NotReady(Exception):
     pass
 
 
-def _tcp_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+def _tcp_open(port: int, host: str, timeout: float = 0.5) -> bool:
     with socket.create_connection((host, port), timeout=timeout):
         return True
 
@@ -181,12 +183,12 @@ class Postgres(Service):
         # in the page cache, which survives SIGKILL and container restarts, the faults we
         # inject. synchronous_commit stays on: off loses commits acknowledged just before a
         # SIGKILL (measured), which would hide or fake "accepted job lost" results.
-        return ["postgres", "-c", f"port={self.port}", "-c", "listen_addresses=127.0.0.1",
+        return ["postgres", "-c", f"port={self.port}", "-c", f"listen_addresses={self.ctx.host}",
                 "-c", "fsync=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200"]
 
     def dsn(self, port: int | None = None) -> str:
-        return (f"postgresql://{self.user}:{self.password}@127.0.0.1:{port or self.port}/"
+        return (f"postgresql://{self.user}:{self.password}@{self.ctx.host}:{port or self.port}/"
                 f"{self.database}?connect_timeout=3")
 
     def connect(self, **kwargs: Any) -> Any:
@@ -201,7 +203,7 @@ class Postgres(Service):
             with self.connect() as conn:
                 return conn.execute("select 1").fetchone() == (1,)
 
-        return Readiness(f"SELECT 1 on 127.0.0.1:{self.port}", check,
+        return Readiness(f"SELECT 1 on {self.ctx.host}:{self.port}", check,
                          Poll(0.1, tolerate=(psycopg.OperationalError,)))
 
 
@@ -210,11 +212,11 @@ class Redis(Service):
     image_key = "redis"
 
     def command(self) -> list[str]:
-        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        return ["redis-server", "--port", str(self.port), "--bind", self.ctx.host,
                 "--save", "", "--appendonly", "no", "--protected-mode", "no"]
 
     def url(self, port: int | None = None) -> str:
-        return f"redis://127.0.0.1:{port or self.port}/0"
+        return f"redis://{self.ctx.host}:{port or self.port}/0"
 
     def client(self) -> Any:
         import redis
@@ -223,13 +225,13 @@ class Redis(Service):
 
         # Bounded timeouts and no hidden retries: a paused Redis made redis-py block 25 s
         # with its defaults.
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
+        return redis.Redis(host=self.ctx.host, port=self.port, socket_timeout=2,
                            socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
     def readiness(self) -> Readiness:
         import redis
 
-        return Readiness(f"PING on 127.0.0.1:{self.port}", lambda: self.client().ping(),
+        return Readiness(f"PING on {self.ctx.host}:{self.port}", lambda: self.client().ping(),
                          Poll(0.05, tolerate=(redis.RedisError,)))
 
 
@@ -244,18 +246,19 @@ class RabbitMQ(Service):
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_IP_ADDRESS": ctx.host,
+            "ERL_EPMD_ADDRESS": ctx.host,
             "RABBITMQ_NODENAME": f"rc{ctx.stack_id.replace('-', '')}@localhost",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+                f"-kernel inet_dist_use_interface {{{ctx.host.replace('.', ',')}}}",
         }
 
     def url(self, port: int | None = None) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{port or self.port}//"
+        return f"amqp://guest:guest@{self.ctx.host}:{port or self.port}//"
 
     def readiness(self) -> Readiness:
-        return Readiness(f"AMQP handshake on 127.0.0.1:{self.port}",
-                         lambda: amqp_handshake(self.port), Poll(0.1))
+        return Readiness(f"AMQP handshake on {self.ctx.host}:{self.port}",
+                         lambda: amqp_handshake(self.port, self.ctx.host), Poll(0.1))
 
 
 def amqp_handshake(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
@@ -301,7 +304,7 @@ class AppService(Service):
         return kwargs
 
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.ctx.host}:{self.port}"
 
 
 class StorageHost(AppService):
@@ -328,7 +331,7 @@ class FaultProxy(AppService):
     mounts = ("renderchaos_proxy",)
 
     def command(self) -> list[str]:
-        return ["python", "-m", self.module, "-host", "127.0.0.1", "-port", str(self.port)]
+        return ["python", "-m", self.module, "-host", self.ctx.host, "-port", str(self.port)]
 
     def readiness(self) -> Readiness:
         return Readiness(f"GET /version on {self.base_url()}",
@@ -342,10 +345,10 @@ class OfficialToxiproxy(Service):
     image_key = "toxiproxy"
 
     def command(self) -> list[str]:
-        return ["-host", "127.0.0.1", "-port", str(self.port)]
+        return ["-host", self.ctx.host, "-port", str(self.port)]
 
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.ctx.host}:{self.port}"
 
     def readiness(self) -> Readiness:
         return Readiness(f"GET /version on {self.base_url()}", lambda: _http_ok(f"{self.base_url()}/version"))

@@ -74,7 +74,7 @@ class Stack:
             self.proxy = (OfficialToxiproxy(ctx, img["toxiproxy"]) if img.get("toxiproxy")
                           else FaultProxy(ctx, img["app"]))
         self.proxy_url = config.toxiproxy_url or self.proxy.base_url()  # type: ignore[union-attr]
-        self.provider = Provider(ctx, img["app"], env={"PROVIDER_HOST": "127.0.0.1"}) \
+        self.provider = Provider(ctx, img["app"], env={"PROVIDER_HOST": ctx.host}) \
             if config.with_provider else None
         if self.provider:
             self.provider.env.update(PROVIDER_PORT=str(self.provider.port),
@@ -94,13 +94,13 @@ class Stack:
                    str(self.assets_dir): {"bind": "/data/assets", "mode": "rw"}}
         self.storage = StorageHost(ctx, img["app"], volumes={self.storage_volume: volumes[self.storage_volume]})
         self.api = Api(ctx, img["app"], env=app_env, volumes=volumes)
-        self.api.env.update(API_HOST="127.0.0.1", API_PORT=str(self.api.port))
+        self.api.env.update(API_HOST=ctx.host, API_PORT=str(self.api.port))
         self.workers = [Worker(ctx, img["app"], i, env=app_env, volumes=volumes,
                                mem_limit=config.worker_mem_limit) for i in range(config.workers)]
         self.live: Live | None = None
         if config.with_live:
             self.live = Live(ctx, img["app"], env={
-                "REFSTACK_BROKEN": ",".join(config.broken), "LIVE_HOST": "127.0.0.1",
+                "REFSTACK_BROKEN": ",".join(config.broken), "LIVE_HOST": ctx.host,
                 "LIVE_DATA_DIR": "/data/live", **config.env},
                 volumes={str(self.live_data_dir): {"bind": "/data/live", "mode": "rw"}})
             self.live_ingest_port, self.live_relay_port = ctx.port(), ctx.port()
@@ -117,7 +117,7 @@ class Stack:
         c = self.config
         pg = self.postgres
         env = {
-            "DATABASE_URL": f"postgresql+psycopg://{pg.user}:{pg.password}@127.0.0.1:"
+            "DATABASE_URL": f"postgresql+psycopg://{pg.user}:{pg.password}@{self.ctx.host}:"
                             f"{self._route_port('postgres')}/{pg.database}",
             "REDIS_URL": self.redis.url(self._route_port("redis")),
             "BROKER_URL": self.rabbitmq.url(self._route_port("rabbitmq")),
@@ -128,12 +128,13 @@ class Stack:
             "WORKER_CONCURRENCY": str(c.worker_concurrency),
             "REFSTACK_BROKEN": ",".join(c.broken),
             "HOME": "/tmp",
-            # The harness polls from 127.0.0.1; floods come from 127.0.0.2+ (api.flood), so the
-            # per-IP limit (R §六.3: 10 r/s, burst 20) never throttles the harness itself.
-            "RATE_LIMIT_IP_EXEMPT": "127.0.0.1",
+            # The harness polls from 127.0.0.1 (its address as the stack sees it, for an engine
+            # elsewhere); floods come from 127.0.0.2+ (api.flood), so the per-IP limit
+            # (R §六.3: 10 r/s, burst 20) never throttles the harness itself.
+            "RATE_LIMIT_IP_EXEMPT": self.ctx.client_address,
         }
         if self.provider:
-            env["PROVIDER_URL"] = f"http://127.0.0.1:{self._route_port('provider')}"
+            env["PROVIDER_URL"] = f"http://{self.ctx.host}:{self._route_port('provider')}"
             env["PROVIDER_KEYS"] = ",".join(c.provider_keys)
         env.update(c.env)
         return env
@@ -188,11 +189,7 @@ class Stack:
 
     # -- volumes and routes ----------------------------------------------------------------
     def _docker(self) -> Any:
-        import docker
-
-        from renderchaos.engine.engine import DOCKER_API_VERSION
-
-        return docker.from_env(version=DOCKER_API_VERSION)
+        return self.ctx.engine.client()  # type: ignore[union-attr]
 
     def _create_storage_volume(self) -> None:
         # A size-limited tmpfs volume shared by the API and the workers: "disk full" is real ENOSPC.
@@ -210,8 +207,9 @@ class Stack:
             pass
 
     def _populate_routes(self) -> None:
-        body = [{"name": r.name, "listen": f"127.0.0.1:{r.listen_port}",
-                 "upstream": f"127.0.0.1:{r.upstream_port}", "enabled": True}
+        host = self.ctx.host
+        body = [{"name": r.name, "listen": f"{host}:{r.listen_port}",
+                 "upstream": f"{host}:{r.upstream_port}", "enabled": True}
                 for r in self.routes.values()]
         try:
             resp = httpx.post(f"{self.proxy_url}/populate", json=body, timeout=10,

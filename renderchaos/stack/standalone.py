@@ -32,7 +32,8 @@ class StandaloneRun:
 
     def stack(self, name: str, start: bool = True, **options: Any) -> Stack:
         """A stack of this run named ``name``; started unless ``start=False``."""
-        stack = Stack(StackContext(self.run_id, f"{self.run_id}-{name}"), StackConfig(images=self.images, **options))
+        stack = Stack(StackContext(self.run_id, f"{self.run_id}-{name}", engine=self.engine),
+                      StackConfig(images=self.images, **options))
         self.stacks.append(stack)
         if start:
             stack.start()
@@ -42,9 +43,9 @@ class StandaloneRun:
 @contextmanager
 def standalone_run(services: tuple[str, ...] = ("postgres", "redis", "rabbitmq", "app")) -> Iterator[StandaloneRun]:
     run_id = new_run_id()
-    engine = find_engine(user=run_id)
+    engine = find_engine(user=run_id, allow_remote=False)
     configure_testcontainers(engine)
-    reaper = Reaper.start(run_id, engine.cli)
+    reaper = Reaper.start(run_id, engine.cli, host=engine.docker_host)
     try:
         resolver = ImageResolver(engine)
         t0 = time.monotonic()
@@ -56,6 +57,6 @@ def standalone_run(services: tuple[str, ...] = ("postgres", "redis", "rabbitmq",
             for stack in run.stacks:
                 stack.stop()
     finally:
-        sweep(run_id, engine.cli)
+        sweep(run_id, engine.cli, host=engine.docker_host)
         reaper.release()
         release_user(run_id)
