@@ -37,7 +37,24 @@ from urllib.parse import urlsplit
 from renderchaos.errors import ConfigError, EngineError
 from renderchaos.wait import Poll, wait_for
 
-STATE_DIR = Path(os.environ.get("RENDERCHAOS_STATE_DIR", "/run/renderchaos"))
+def _default_state_dir() -> Path:
+    """Sockets, pid files, logs and the users registry of the services we start.
+
+    ``RENDERCHAOS_STATE_DIR`` if set; ``/run/renderchaos`` as root; else the user's runtime dir
+    (a CI runner or a laptop user cannot write /run)."""
+    if os.environ.get("RENDERCHAOS_STATE_DIR"):
+        return Path(os.environ["RENDERCHAOS_STATE_DIR"])
+    if os.geteuid() == 0:
+        return Path("/run/renderchaos")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.access(runtime, os.W_OK):
+        return Path(runtime) / "renderchaos"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"renderchaos-state-{os.geteuid()}"
+
+
+STATE_DIR = _default_state_dir()
 PODMAN_SOCKET = STATE_DIR / "podman.sock"
 PODMAN_PIDFILE = STATE_DIR / "podman-service.pid"
 USERS_DIR = STATE_DIR / "users"
@@ -50,6 +67,7 @@ DOCKERD_DATA_ROOT = Path(os.environ.get("RENDERCHAOS_DOCKER_DATA_ROOT", "/var/li
 DOCKERD_TCP_ENV = "RENDERCHAOS_DOCKERD_TCP"  # extra loopback listeners of our dockerd, "127.0.0.1:2375,..."
 SYSTEM_DOCKER = "unix:///var/run/docker.sock"
 
+STOP_WAIT_S = 30.0  # dockerd stops in about 1 s when no container runs, podman's service at once
 ENGINE_ENV = "RENDERCHAOS_ENGINE"
 STACK_HOST_ENV = "RENDERCHAOS_STACK_HOST"  # override the address derived from the engine host
 ENGINE_CHOICES = ("auto", "docker", "podman")
@@ -255,7 +273,7 @@ def _find_locked(kind: str, start: bool, timeout: float) -> Engine:
     if kind == "podman":
         return _podman_locked(start, timeout)
     if kind == "docker":
-        if env_host:
+        if env_host and env_host != f"unix://{PODMAN_SOCKET}":  # not our own podman, set by an earlier run
             if not ping(env_host):
                 raise EngineError(f"RENDERCHAOS_ENGINE=docker and DOCKER_HOST={env_host}, which does not answer; "
                                   "start that engine, or unset DOCKER_HOST to use our own Docker engine")
@@ -419,7 +437,9 @@ def _release_locked(run_id: str) -> None:
     (USERS_DIR / run_id).unlink(missing_ok=True)
     if live_users():
         return
-    _stop_services(wait_s=0.0)
+    # Wait for the exit, under the engine lock: a service that is shutting down still answers
+    # for a moment, and a run starting then would take it for a live one.
+    _stop_services(wait_s=STOP_WAIT_S)
 
 
 def stop_services(wait_s: float = 30.0, force: bool = False) -> list[str]:
@@ -512,22 +532,28 @@ def engine_from_env() -> Engine:
     return Engine(kind="podman" if kind == "podman" else "docker", docker_host=host, cli=cli)
 
 
-def configure_testcontainers(engine: Engine) -> None:
-    """Point testcontainers (and this process's default engine) at ``engine``."""
-    host = engine.stack_host
+def configure_testcontainers(engine: Engine | None) -> None:
+    """Point testcontainers (and this process's default engine) at ``engine``.
+
+    ``None``: only the engine-independent settings (no Ryuk; containers of a StackContext carry
+    their own engine, so one process can drive podman and docker side by side)."""
     settings = {
-        "DOCKER_HOST": engine.docker_host,
-        "RENDERCHAOS_ENGINE_KIND": engine.kind,
         "TESTCONTAINERS_RYUK_DISABLED": "true",  # Ryuk's image cannot be pulled; we reap by label
         "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
-        "TESTCONTAINERS_HOST_OVERRIDE": host,  # /.dockerenv would make it guess a gateway IP
         "TC_POOLING_INTERVAL": "0.2",
     }
+    if engine is not None:
+        settings.update({
+            "DOCKER_HOST": engine.docker_host,
+            "RENDERCHAOS_ENGINE_KIND": engine.kind,
+            "TESTCONTAINERS_HOST_OVERRIDE": engine.stack_host,  # /.dockerenv would make it guess a gateway IP
+        })
     os.environ.update(settings)
     from testcontainers.core.config import testcontainers_config as tc
 
     tc.ryuk_disabled = True
-    tc.tc_host_override = host
+    if engine is not None:
+        tc.tc_host_override = engine.stack_host
     tc.sleep_time = 0.2
     try:
         from testcontainers.core.config import ConnectionMode

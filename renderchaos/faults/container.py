@@ -156,6 +156,20 @@ def oom_kills(service: "Service") -> int:
     return 0
 
 
+def memory_limit(service: "Service") -> int | None:
+    """The memory limit in force, in bytes, read from the container's cgroup (``podman update``
+    changes the cgroup but not what ``inspect`` reports; Docker updates both)."""
+    cg = _memory_cgroup(service)
+    if cg is None:
+        return None
+    for name in ("memory.limit_in_bytes", "memory.max"):
+        f = cg / name
+        if f.exists():
+            raw = f.read_text().strip()
+            return None if raw == "max" else int(raw)
+    return None
+
+
 def oom_reported(service: "Service") -> bool:
     """``State.OOMKilled`` as the engine reports it (engine-specific: see the module docstring)."""
     return bool(service.state().get("OOMKilled"))

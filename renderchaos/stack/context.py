@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from renderchaos.engine.engine import Engine, engine_from_env, is_local_address, pid_alive
+from renderchaos.engine.engine import STATE_DIR, Engine, engine_from_env, is_local_address, pid_alive
 
 LABEL_RUN = "renderchaos.run"
 LABEL_STACK = "renderchaos.stack"
@@ -43,7 +43,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 # socket before the container binds it (seen under load). A machine-wide registry under a file
 # lock keeps concurrent stacks (xdist workers, other runs) from picking the same one.
 PORT_RANGE = (20000, 32000)
-PORT_REGISTRY = Path(os.environ.get("RENDERCHAOS_STATE_DIR", "/run/renderchaos")) / "ports"
+PORT_REGISTRY = STATE_DIR / "ports"
 
 
 def reserve_ports(count: int, owner_pid: int | None = None, host: str = "127.0.0.1") -> list[int]:

@@ -1,5 +1,6 @@
 """Nothing left behind: a run interrupted by Ctrl-C or killed outright leaves no containers,
-volumes, temp dirs or processes of ours; two xdist workers get isolated resources."""
+volumes, temp dirs or processes of ours; two xdist workers get isolated resources. On every
+engine of RENDERCHAOS_TEST_ENGINES (the inner run chooses it with RENDERCHAOS_ENGINE)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from renderchaos.engine.engine import DOCKERD_SOCKET, SYSTEM_DOCKER, ping
 from renderchaos.stack.context import LABEL_RUN, run_tmp_root
 from renderchaos.wait import Poll, wait_for
+from tests.stack.conftest import ENGINES
 
 INNER = '''
 import json, os
@@ -42,9 +46,29 @@ def test_b(chaos_context, chaos_images):
 '''
 
 
-def _containers(run_id: str) -> list[str]:
-    out = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter",
+@pytest.fixture
+def keep_engine_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """This process uses the engine too, so the inner run's exit cannot stop it under our checks
+    (a stopped dockerd would make every container look gone)."""
+    from renderchaos.engine.engine import find_engine, release_user
+
+    user = f"reaper-test-{os.getpid()}"
+    find_engine(user=user, kind=request.node.callspec.params["engine"])
+    yield
+    release_user(user)
+
+
+def _cli(engine: str) -> list[str]:
+    if engine == "podman":
+        return ["podman"]
+    # the inner run's docker engine: the system's if it answers, else ours (started on demand)
+    return ["docker", "--host", SYSTEM_DOCKER if ping(SYSTEM_DOCKER) else f"unix://{DOCKERD_SOCKET}"]
+
+
+def _containers(run_id: str, engine: str) -> list[str]:
+    out = subprocess.run([*_cli(engine), "ps", "-a", "--format", "{{.Names}}", "--filter",
                           f"label={LABEL_RUN}={run_id}"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
 
@@ -53,11 +77,12 @@ def _our_processes(run_id: str) -> list[str]:
     return [line for line in out.splitlines() if run_id in line and "ps -eo" not in line]
 
 
-def _launch(tmp_path: Path, *args: str, hold: bool) -> tuple[subprocess.Popen[bytes], Path]:
+def _launch(tmp_path: Path, engine: str, *args: str, hold: bool) -> tuple[subprocess.Popen[bytes], Path]:
     (tmp_path / "test_inner.py").write_text(INNER)
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = {**os.environ, "RC_MARKERS": str(markers), "PYTHONPATH": str(Path.cwd())}
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "RENDERCHAOS_ENGINE_KIND")}
+    env.update(RC_MARKERS=str(markers), PYTHONPATH=str(Path.cwd()), RENDERCHAOS_ENGINE=engine)
     if hold:
         env["RC_HOLD"] = "1"
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -67,9 +92,9 @@ def _launch(tmp_path: Path, *args: str, hold: bool) -> tuple[subprocess.Popen[by
     return proc, markers
 
 
-def _assert_all_gone(run_id: str, within: float) -> float:
+def _assert_all_gone(run_id: str, engine: str, within: float) -> float:
     t0 = time.monotonic()
-    wait_for(lambda: not _containers(run_id), what=f"no containers labelled {LABEL_RUN}={run_id}",
+    wait_for(lambda: not _containers(run_id, engine), what=f"no containers labelled {LABEL_RUN}={run_id}",
              timeout=within, poll=Poll(0.1))
     gone = time.monotonic() - t0
     wait_for(lambda: not _our_processes(run_id), what=f"no process mentioning run {run_id}",
@@ -79,17 +104,20 @@ def _assert_all_gone(run_id: str, within: float) -> float:
     return gone
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> None:
-    proc, markers = _launch(tmp_path, "-k", "test_a", hold=True)
+def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals, engine: str,
+                                               keep_engine_up: None) -> None:
+    proc, markers = _launch(tmp_path, engine, "-k", "test_a", hold=True)
     try:
-        wait_for(lambda: (markers / "a").exists(), what="the inner run to start its containers",
-                 timeout=120, poll=Poll(0.2))
+        wait_for(lambda: (markers / "a").exists() or proc.poll() is not None,
+                 what="the inner run to start its containers", timeout=120, poll=Poll(0.2))
+        assert (markers / "a").exists(), proc.communicate(timeout=30)[0].decode()[-3000:]
         info = json.loads((markers / "a").read_text())
-        assert set(_containers(info["run"])) == set(info["names"])
+        assert set(_containers(info["run"], engine)) == set(info["names"])
         proc.send_signal(sig)
-        gone = _assert_all_gone(info["run"], within=5.0)
-        print(f"{sig.name}: containers gone {gone:.2f}s after the signal")
+        gone = _assert_all_gone(info["run"], engine, within=5.0)
+        print(f"{engine} {sig.name}: containers gone {gone:.2f}s after the signal")
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
@@ -97,12 +125,13 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signa
             proc.wait()
 
 
-def test_two_xdist_workers_run_isolated_stacks(tmp_path: Path) -> None:
-    proc, markers = _launch(tmp_path, "-n", "2", hold=False)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_xdist_workers_run_isolated_stacks(tmp_path: Path, engine: str, keep_engine_up: None) -> None:
+    proc, markers = _launch(tmp_path, engine, "-n", "2", hold=False)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out.decode()
     a, b = (json.loads((markers / t).read_text()) for t in ("a", "b"))
     assert a["run"] == b["run"], "one run id for the whole xdist session"
     assert a["pid"] != b["pid"] and a["stack"] != b["stack"], "each worker has its own stack"
     assert not set(a["ports"]) & set(b["ports"]) and not set(a["names"]) & set(b["names"])
-    _assert_all_gone(a["run"], within=5.0)
+    _assert_all_gone(a["run"], engine, within=5.0)
