@@ -4,5 +4,6 @@
 # mutation meta-test that proves every scenario catches its broken variant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# the container tests run on both engines (RENDERCHAOS_TEST_ENGINES, default podman,docker)
+RENDERCHAOS_ENGINES=${RENDERCHAOS_ENGINES:-podman docker} bash scripts/setup.sh
 exec .venv/bin/pytest tests -n "${JOBS:-2}" "$@"

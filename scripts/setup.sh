@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
 # Set up everything renderchaos needs on a fresh Debian 12 machine (as root), idempotently:
-#   * a container engine: a Docker engine if one answers, else Podman (+ runc, configured)
+#   * a container engine, chosen by RENDERCHAOS_ENGINE (auto, the default: a Docker engine if one
+#     answers, else Podman + runc, configured; docker: Debian's docker.io, started on its own
+#     socket by the runs that need it; podman). RENDERCHAOS_ENGINES="podman docker" prepares both
+#     (the project's own tests run on both).
 #   * ffmpeg on the host (ffprobe checks of rendered outputs, the render tests)
 #   * mmdebstrap (local image builds where no registry answers)
 #   * .venv with renderchaos installed (editable) and its test/load extras
-#   * the images of the reference stack (official where pullable, else built; cached by hash)
+#   * the images of the reference stack (official where pullable, else built; cached by hash;
+#     a Docker engine next to podman takes podman's builds of the same recipe)
 # Re-running it does nothing that is already done. Pass --no-images to skip image builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*"; }
 t0=$(date +%s)
 
+engines=${RENDERCHAOS_ENGINES:-${RENDERCHAOS_ENGINE:-auto}}
+engines=${engines//,/ }
+docker_answers() {  # a Docker engine not started by us: DOCKER_HOST or the system socket
+  command -v docker >/dev/null || return 1
+  if [ -n "${DOCKER_HOST:-}" ]; then timeout 10 docker info >/dev/null 2>&1; return; fi
+  [ -S /var/run/docker.sock ] && timeout 10 docker --host unix:///var/run/docker.sock info >/dev/null 2>&1
+}
+want_podman=0 want_docker=0
+for e in $engines; do
+  case "$e" in
+    auto) if docker_answers; then want_docker=1; say "a Docker engine answers: using it"; else want_podman=1; fi ;;
+    podman) want_podman=1 ;;
+    docker) want_docker=1 ;;
+    *) say "RENDERCHAOS_ENGINE(S)=$e: choose auto, docker or podman"; exit 2 ;;
+  esac
+done
+
 need_pkgs=()
 command -v ffmpeg >/dev/null || need_pkgs+=(ffmpeg)
-docker_engine=0
-if [ -S /var/run/docker.sock ] && command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1; then
-  docker_engine=1
-  say "a Docker engine answers: using it"
-else
+if [ "$want_podman" = 1 ]; then
   command -v podman >/dev/null || need_pkgs+=(podman)
   command -v runc >/dev/null || need_pkgs+=(runc)
   command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
@@ -26,17 +43,35 @@ else
   [ -x /usr/libexec/podman/catatonit ] || need_pkgs+=(catatonit)
   dpkg -s uidmap >/dev/null 2>&1 || need_pkgs+=(uidmap)
 fi
-if [ ${#need_pkgs[@]} -gt 0 ]; then
+docker_pkgs=()
+if [ "$want_docker" = 1 ] && ! docker_answers; then
+  # Debian's engine, run by us on our own socket (renderchaos.engine starts and stops it):
+  # docker.io brings dockerd, containerd, runc and tini (docker-init, for --init)
+  command -v dockerd >/dev/null || docker_pkgs+=(docker.io)
+  command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ] || [ ${#docker_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    say "missing ${need_pkgs[*]}: run this script as root (or install them) and re-run"; exit 1
+    say "missing ${need_pkgs[*]} ${docker_pkgs[*]}: run this script as root (or install them) and re-run"; exit 1
   fi
-  say "installing ${need_pkgs[*]} (about 30-60 s)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  if [ ${#need_pkgs[@]} -gt 0 ]; then
+    say "installing ${need_pkgs[*]} (about 30-60 s)"
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  fi
+  if [ ${#docker_pkgs[@]} -gt 0 ]; then
+    say "installing ${docker_pkgs[*]} (about 10 s); its system service is not started"
+    # the package's init script would start a dockerd on /var/run/docker.sock with a bridge
+    # and iptables rules: keep it from starting anything while it installs
+    policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1; fi
+    apt-get install -y -qq --no-install-recommends "${docker_pkgs[@]}" >/dev/null || { [ "$created_policy" = 1 ] && rm -f "$policy"; exit 1; }
+    [ "$created_policy" = 1 ] && rm -f "$policy"
+  fi
 fi
 
-if [ "$docker_engine" = 0 ]; then
+if [ "$want_podman" = 1 ]; then
   # crun fails on this kernel ("cgroups in hybrid mode") and the sandbox lacks
   # CAP_SYS_RESOURCE, so default ulimits must not exceed the host's.
   conf=/etc/containers/containers.conf
@@ -70,6 +105,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 if [ "${1:-}" != "--no-images" ]; then
-  .venv/bin/python -m renderchaos.engine build
+  # podman first: a Docker engine on this machine then takes podman's builds instead of rebuilding
+  if [ "$want_podman" = 1 ]; then .venv/bin/python -m renderchaos.engine build --engine podman; fi
+  if [ "$want_docker" = 1 ]; then .venv/bin/python -m renderchaos.engine build --engine docker; fi
 fi
 say "ready in $(( $(date +%s) - t0 )) s"

@@ -6,6 +6,11 @@ default), can be stopped early through the locustfile's stop file, and returns a
 :class:`LoadResult` with the exit code, the report paths, the final per-request statistics and
 the threshold breaches. Works from a plain script (benchmarks/load_capacity.py) as well as
 from pytest (suites/test_load.py).
+
+Across machines: ``LoadRun(..., expect_workers=N, master_bind="HOST:PORT")`` makes this run a
+master that runs no users itself and waits for N workers; :meth:`LoadRun.worker_command` is the
+command to start on each other machine (:class:`LocustWorker` starts it here, in a process
+group of its own). Thresholds and the per-second history stay on the master.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class LoadRun:
     threshold_set: str = field(default_factory=lambda: os.environ.get(th.ENV_SET, ""))  # "key=value;..."
     enforce: bool = True
     locustfile: Path = LOCUSTFILE
+    expect_workers: int = 0  # >0: a master for workers on other machines (no local worker processes)
+    master_bind: str = "127.0.0.1:5557"  # where such a master listens for its workers
     extra_args: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -91,17 +98,43 @@ class LoadRun:
                "-t", f"{int(self.run_time_s)}s", "--stop-timeout", "10",
                "--csv", str(self.csv_prefix), "--csv-full-history", "--html", str(self.html),
                "--only-summary", "--loglevel", "INFO"]
-        if self.processes:
+        if self.expect_workers:
+            host, port = self._master()
+            cmd += ["--master", "--master-bind-host", host, "--master-bind-port", str(port),
+                    "--expect-workers", str(self.expect_workers), "--expect-workers-max-wait", "120"]
+        elif self.processes:
             cmd += ["--processes", str(self.processes)]
-        if self.locustfile == LOCUSTFILE:  # the renderchaos users' own options
-            cmd += ["--rc-seed", str(self.seed), "--rc-accepted-file", str(self.accepted_file),
-                    "--rc-weights", self.weights, "--rc-think", self.think, "--rc-poll", self.poll,
-                    "--rc-download", str(self.download), "--rc-render", self.render,
-                    "--rc-threshold-set", self.threshold_set, "--rc-enforce", "1" if self.enforce else "0",
-                    "--rc-stop-file", str(self.stop_file)]
-            if self.thresholds_file:
-                cmd += ["--rc-thresholds", str(self.thresholds_file)]
-        return cmd + self.extra_args
+        return cmd + self._rc_options() + self.extra_args
+
+    def _master(self) -> tuple[str, int]:
+        host, _, port = self.master_bind.rpartition(":")
+        if not host or not port.isdigit():
+            raise LoadError(f"master_bind {self.master_bind!r}: expected HOST:PORT, e.g. 127.0.0.1:5557")
+        return host, int(port)
+
+    def _rc_options(self) -> list[str]:
+        if self.locustfile != LOCUSTFILE:
+            return []
+        # the renderchaos users' own options (the master sends them to its workers too)
+        cmd = ["--rc-seed", str(self.seed), "--rc-accepted-file", str(self.accepted_file),
+               "--rc-weights", self.weights, "--rc-think", self.think, "--rc-poll", self.poll,
+               "--rc-download", str(self.download), "--rc-render", self.render,
+               "--rc-threshold-set", self.threshold_set, "--rc-enforce", "1" if self.enforce else "0",
+               "--rc-stop-file", str(self.stop_file)]
+        if self.thresholds_file:
+            cmd += ["--rc-thresholds", str(self.thresholds_file)]
+        return cmd
+
+    def worker_command(self, master_host: str, processes: int = 1) -> list[str]:
+        """The command a worker machine runs to join this master (``master_host``: this machine's
+        address as the worker reaches it). The admin token goes through RENDERCHAOS_ADMIN_TOKEN."""
+        _, port = self._master()
+        exe = Path(sys.executable).with_name("locust")
+        cmd = [str(exe) if exe.exists() else "locust", "-f", str(self.locustfile), "--worker",
+               "--master-host", master_host, "--master-port", str(port), "--loglevel", "INFO"]
+        if processes != 1:
+            cmd += ["--processes", str(processes)]
+        return cmd + self._rc_options()
 
     def env(self) -> dict[str, str]:
         # The admin token goes through the environment, not argv (ps shows argv to everyone).
@@ -218,6 +251,58 @@ class LocustProcess:
         return res
 
     def __enter__(self) -> "LocustProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+class LocustWorker:
+    """A Locust worker process joining a master, as on another machine: its own process group and
+    session, its own working directory, and only the environment a worker machine would have."""
+
+    def __init__(self, command: list[str], admin_token: str, log_file: Path, cwd: Path) -> None:
+        self.command, self.admin_token, self.log_file, self.cwd = command, admin_token, log_file, cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "LocustWorker":
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RENDERCHAOS_", "DOCKER_", "TESTCONTAINERS"))}
+        env.update(RENDERCHAOS_ADMIN_TOKEN=self.admin_token, PYTHONUNBUFFERED="1")
+        log = open(self.log_file, "wb")
+        log.write(f"$ {shlex.join(self.command)}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """The master's quit makes a worker exit by itself; end it (its whole group) otherwise."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                return self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> "LocustWorker":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

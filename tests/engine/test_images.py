@@ -16,6 +16,7 @@ FAKE = """#!/bin/sh
 # A fake container CLI: logs its arguments; images listed in $FAKE_HAVE exist; pulls succeed
 # only when FAKE_REGISTRY=1; builds succeed unless FAKE_BUILD_FAIL=1.
 echo "$*" >> "$FAKE_LOG"
+[ "$1" = --host ] && shift 2  # a Docker CLI pointed at an engine
 case "$1 $2" in
   "image exists") grep -qxF "$3" "$FAKE_HAVE"; exit $? ;;
   "image inspect") grep -qxF "$3" "$FAKE_HAVE"; exit $? ;;
@@ -25,6 +26,8 @@ case "$1" in
   build) [ "$FAKE_BUILD_FAIL" = 1 ] && { echo "E: broken recipe"; exit 1; }
          while [ $# -gt 0 ]; do [ "$1" = -t ] && echo "$2" >> "$FAKE_HAVE"; shift; done; exit 0 ;;
   import) echo "$3" >> "$FAKE_HAVE"; exit 0 ;;
+  save) echo "IMAGE $2" ;;
+  load) read -r kind ref; [ "$kind" = IMAGE ] && echo "$ref" >> "$FAKE_HAVE"; exit 0 ;;
 esac
 exit 0
 """
@@ -74,6 +77,9 @@ def test_no_registry_builds_locally_with_progress(fake: tuple[Engine, Path, Path
     assert sorted(resolver.built) == ["app", "redis"]
     assert log.read_text().count("pull") == 1, "one failed pull is enough to know the registry is unreachable"
     assert any("building images" in line for line in lines) and any("built redis" in line for line in lines)
+    builds = [line for line in log.read_text().splitlines() if line.startswith("build ")]
+    # -f: Docker's `build` reads only a file named Dockerfile unless told; the recipes are Containerfiles
+    assert all(f"-f {im.IMAGES_DIR}" not in b and "/ctx/Containerfile -t " in b for b in builds), builds
 
 
 def test_registry_available_uses_official_images(fake: tuple[Engine, Path, Path],
@@ -102,5 +108,50 @@ def test_failed_build_names_the_recipe_and_shows_the_log(fake: tuple[Engine, Pat
     engine, _, have = fake
     have.write_text(f"{im.LOCAL_PREFIX}/base:{im.base_hash()}\n")
     monkeypatch.setenv("FAKE_BUILD_FAIL", "1")
+    lines: list[str] = []
     with pytest.raises(ImageBuildError, match=r"(?s)building image .*redis.* failed.*E: broken recipe.*images/redis/"):
-        im.ImageResolver(engine, progress=_quiet).resolve(["redis"])
+        im.ImageResolver(engine, progress=lines.append).resolve(["redis"])
+    assert not any("built redis" in line for line in lines), f"a failed build must not say 'built': {lines}"
+    assert any("FAILED redis" in line for line in lines), lines
+
+
+def _fake_docker(fake: tuple[Engine, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """The same fake CLI as a Docker engine at tcp://127.0.0.1:1, and as the podman next to it
+    (its own image list)."""
+    engine, log, have = fake
+    podman = tmp_path / "podman"
+    podman.write_text(f'#!/bin/sh\nFAKE_HAVE="$PODMAN_HAVE" exec {engine.cli} "$@"\n')
+    podman.chmod(0o755)
+    monkeypatch.setattr(im, "PODMAN", str(podman))
+    monkeypatch.setenv("PODMAN_HAVE", str(tmp_path / "podman_have"))
+    return Engine(kind="docker", docker_host="tcp://127.0.0.1:1", cli=engine.cli)
+
+
+def test_docker_engine_takes_podmans_local_build_of_the_same_recipe(
+        fake: tuple[Engine, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, log, have = fake
+    docker = _fake_docker(fake, tmp_path, monkeypatch)
+    tag = f"{im.LOCAL_PREFIX}/redis:{im.recipe_hash(im.RECIPES['redis'])}"
+    (tmp_path / "podman_have").write_text(tag + "\n")
+    lines: list[str] = []
+    resolver = im.ImageResolver(docker, progress=lines.append)
+    assert resolver.resolve(["redis"]) == {"redis": tag}
+    assert resolver.copied == [tag] and not resolver.built
+    calls = log.read_text()
+    assert f"--host tcp://127.0.0.1:1 load -q" in calls and f"save {tag}" in calls
+    assert "pull" not in calls and "build" not in calls
+    assert tag in have.read_text().split()
+    assert any(f"copied {tag} from podman" in line for line in lines)
+
+
+def test_docker_engine_builds_when_podman_has_nothing(
+        fake: tuple[Engine, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, log, have = fake
+    docker = _fake_docker(fake, tmp_path, monkeypatch)
+    (tmp_path / "podman_have").write_text("")
+    have.write_text(f"{im.LOCAL_PREFIX}/base:{im.base_hash()}\n")
+    resolver = im.ImageResolver(docker, progress=_quiet)
+    resolver.resolve(["redis"])
+    assert resolver.built == ["redis"] and not resolver.copied
+    build = next(line for line in log.read_text().splitlines() if " build " in f" {line} ")
+    assert build.startswith("--host tcp://127.0.0.1:1 build ") and "/ctx/Containerfile -t " in build
