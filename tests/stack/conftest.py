@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from renderchaos.engine import Engine, ImageResolver, find_engine
-from renderchaos.engine.engine import configure_testcontainers, release_user
+from renderchaos.engine.engine import STATE_DIR, configure_testcontainers, release_user
 from renderchaos.errors import RenderChaosError
 from renderchaos.stack.context import StackContext
 from renderchaos.stack.reaper import Reaper, sweep
@@ -66,7 +66,11 @@ def on_engine(request: pytest.FixtureRequest, chaos_state: object) -> Iterator[O
         pytest.fail(f"engine {kind} unavailable: {exc}", pytrace=False)
     reaper = Reaper.start(run_id, engine.cli, owner, host=engine.docker_host)
     try:
-        images = ImageResolver(engine).resolve(["postgres", "redis", "rabbitmq", "app"])
+        import fcntl
+
+        with open(STATE_DIR / "images.lock", "w") as lock:  # one copy / build at a time across workers
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            images = ImageResolver(engine).resolve(["postgres", "redis", "rabbitmq", "app"])
         yield OnEngine(engine, images, run_id, owner)
     finally:
         sweep(run_id, engine.cli, owner=owner, host=engine.docker_host)
