@@ -135,16 +135,25 @@ def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) ->
     assert left.returncode == 0 and not left.stdout.split(), left
 
 
-def test_gate_passes_against_a_tcp_docker_engine(remote: RemoteEngine, tmp_path: Path) -> None:
+@pytest.fixture
+def reports() -> Iterator[Path]:
+    # not tmp_path: the inner pytest's end-of-session cleanup of numbered temp dirs removed it
+    d = Path(tempfile.mkdtemp(prefix="rc-gate-tcp-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_gate_passes_against_a_tcp_docker_engine(remote: RemoteEngine, reports: Path) -> None:
     engine = remote.engine("127.0.0.1")
     env = {k: v for k, v in os.environ.items() if k != "RENDERCHAOS_ENGINE_KIND"}
     env.update(DOCKER_HOST=engine.docker_host, RENDERCHAOS_ENGINE="docker")
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "--chaos-profile", "gate", "-n", "2",
-                           "-p", "no:cacheprovider", "--chaos-reports", str(tmp_path)], cwd=ROOT, env=env,
+                           "-p", "no:cacheprovider", "--chaos-reports", str(reports)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
-    results = json.loads((tmp_path / "results.json").read_text()) if (tmp_path / "results.json").exists() else {}
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert set(results["summary"]) == {"passed"}, results.get("summary")
+    results = json.loads((reports / "results.json").read_text())
+    assert set(results["summary"]) == {"passed"}, results["summary"]
+    print(f"gate over {engine.docker_host}: {results['summary']} in {results['elapsed_s']}s")
     left = subprocess.run(["docker", "--host", engine.docker_host, "ps", "-aq", "--filter",
                            f"label={LABEL_RUN}={results['run_id']}"], capture_output=True, text=True, timeout=30)
     assert not left.stdout.split(), "the gate run left containers on the remote engine"
