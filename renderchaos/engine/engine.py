@@ -459,7 +459,25 @@ def _stop_services(wait_s: float) -> list[str]:
     # every service on our sockets, not only the one we recorded
     stopped += _terminate(podmans, "podman system service", wait_s)
     stopped += _terminate(dockerds, "dockerd", wait_s)
+    if dockerds and wait_s > 0:
+        stopped += unmount_under(DOCKERD_EXEC_ROOT)
     return stopped
+
+
+def unmount_under(root: Path) -> list[str]:
+    """Unmount what a stopped dockerd leaves mounted under its exec root (it bind-mounts the host's
+    network namespace at ``netns/default`` for host-network containers and never unmounts it)."""
+    done = []
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return done
+    prefix = str(root).rstrip("/") + "/"
+    points = [m.split()[1] for m in mounts if len(m.split()) > 1 and m.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):  # deepest first
+        if subprocess.run(["umount", point], capture_output=True, timeout=30).returncode == 0:
+            done.append(f"mount {point}")
+    return done
 
 
 def _terminate(pids: list[int], what: str, wait_s: float) -> list[str]:

@@ -33,7 +33,16 @@ kind = sys.argv[1]
 engine = E.find_engine(user="svc-test", kind=kind)
 pids = E._our_services() if kind == "podman" else E._our_dockerds()
 out = {"host": engine.docker_host, "pids": pids, "cwd": [os.readlink(f"/proc/{p}/cwd") for p in pids]}
-if len(sys.argv) > 2:  # an OOM kill in a container of this service
+if len(sys.argv) > 2 and sys.argv[2] == "hostnet":  # one host-network container on an empty engine
+    import io, tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add("/usr/bin/tini-static", arcname="tini")  # a static binary: the whole image
+    c = engine.client()
+    c.api.import_image_from_data(buf.getvalue(), repository="rc-svc-test", tag="1")
+    out["hostnet"] = c.containers.run("rc-svc-test:1", ["/tini", "--version"], network_mode="host",
+                                      remove=True).decode().strip()
+elif len(sys.argv) > 2:  # an OOM kill in a container of this service
     c = engine.client().containers.run(
         sys.argv[2], ["python3", "-c", "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"],
         detach=True, mem_limit="96m", memswap_limit="96m", network_mode="host", init=True,
@@ -83,10 +92,13 @@ def test_dockerd_starts_in_the_state_dir_on_its_own_socket_and_stops_with_the_la
     state, user = dirs
     data_root = Path(f"/var/lib/renderchaos/test-{state.parent.name}")
     try:
-        out = _run(state, user, "docker", extra_env={"RENDERCHAOS_DOCKER_DATA_ROOT": str(data_root)})
+        out = _run(state, user, "docker", "hostnet", extra_env={"RENDERCHAOS_DOCKER_DATA_ROOT": str(data_root)})
+        assert out["hostnet"].startswith("tini version"), out
         assert out["host"] == f"unix://{state}/docker.sock"
         assert len(out["pids"]) == 1 and out["cwd"] == [str(state)], out
         assert out["alive_after_release"] == [], "the last user stops dockerd (and waits for it)"
         assert not list(user.iterdir())
+        assert not [m for m in Path("/proc/self/mounts").read_text().splitlines() if str(state) in m], \
+            "nothing left mounted in the state dir"
     finally:
         shutil.rmtree(data_root, ignore_errors=True)

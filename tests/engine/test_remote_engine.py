@@ -27,7 +27,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from renderchaos.engine.engine import Engine, configure_testcontainers, ping
+from renderchaos.engine.engine import Engine, configure_testcontainers, ping, unmount_under
 from renderchaos.engine.images import ImageResolver
 from renderchaos.stack.context import LABEL_RUN, StackContext, free_port, new_run_id
 from renderchaos.stack.reaper import sweep
@@ -83,8 +83,10 @@ def remote() -> Iterator[RemoteEngine]:
         if watcher.stdin:
             watcher.stdin.close()
         watcher.wait(timeout=90)
+        unmount_under(base)
         shutil.rmtree(data_root, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+        assert not base.exists(), f"{base} left behind"
 
 
 def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) -> None:
