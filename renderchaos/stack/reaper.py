@@ -104,19 +104,15 @@ class Reaper:
     write_fd: int
 
     @classmethod
-    def start(cls, run_id: str, cli: str, owner: str | None = None, host: str | None = None,
-              release: bool = True) -> "Reaper":
-        """Watch this process; sweep ``owner``'s resources (or the whole run) when it ends.
-
-        ``release``: also release this owner's use of the engine services we start."""
+    def start(cls, run_id: str, cli: str, owner: str | None = None, host: str | None = None) -> "Reaper":
+        """Watch this process; sweep ``owner``'s resources (or the whole run) when it ends, then
+        release its use of the engine services we start. ``host``: the Docker engine's address."""
         read_fd, write_fd = os.pipe()  # both non-inheritable by default
         args = [sys.executable, "-m", "renderchaos.stack.reaper", "watch", run_id, "--cli", cli]
         if owner:
             args += ["--owner", owner]
         if host or os.environ.get("DOCKER_HOST"):
             args += ["--host", host or os.environ["DOCKER_HOST"]]
-        if not release:
-            args += ["--no-release"]
         proc = subprocess.Popen(
             args,
             stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -133,7 +129,7 @@ class Reaper:
             pass
 
 
-def _watch(run_id: str, cli: str, owner: str | None, host: str | None, release: bool = True) -> None:
+def _watch(run_id: str, cli: str, owner: str | None, host: str | None) -> None:
     try:
         while os.read(0, 4096):
             pass
@@ -142,8 +138,6 @@ def _watch(run_id: str, cli: str, owner: str | None, host: str | None, release: 
     sweep(run_id, cli, owner, host)
     time.sleep(1.0)  # scheduled second pass: a worker may have been creating a container  # noqa
     sweep(run_id, cli, owner, host)
-    if not release:
-        return
     try:
         from renderchaos.engine.engine import release_user
 
@@ -159,10 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cli", default="podman")
     parser.add_argument("--owner", default=None, help="only what this owner (run-worker) created")
     parser.add_argument("--host", default=None, help="Docker engine address (default: $DOCKER_HOST)")
-    parser.add_argument("--no-release", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "watch":
-        _watch(args.run_id, args.cli, args.owner, args.host, release=not args.no_release)
+        _watch(args.run_id, args.cli, args.owner, args.host)
     else:
         for item in sweep(args.run_id, args.cli, args.owner, args.host):
             print(f"removed {item}")
