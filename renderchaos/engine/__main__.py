@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Docker engine: build local images with docker instead of copying podman's")
     parser.add_argument("--force", action="store_true", help="stop: even if runs are registered as users")
     parser.add_argument("services", nargs="*", default=list(RECIPES))
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # `build --engine docker redis` as well as `build redis --local`
     if args.engine:
         os.environ[ENGINE_ENV] = args.engine
     if args.command == "stop":
