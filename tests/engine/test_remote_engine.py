@@ -139,7 +139,9 @@ def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) ->
 
 @pytest.fixture
 def reports() -> Iterator[Path]:
-    # not tmp_path: the inner pytest's end-of-session cleanup of numbered temp dirs removed it
+    # not tmp_path, and the inner run gets its own --basetemp: with tmp_path_retention_policy
+    # "none" pytest does not lock its numbered temp dir, and any other session's end-of-run
+    # cleanup removes it
     d = Path(tempfile.mkdtemp(prefix="rc-gate-tcp-", dir="/tmp"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
@@ -150,7 +152,8 @@ def test_gate_passes_against_a_tcp_docker_engine(remote: RemoteEngine, reports: 
     env = {k: v for k, v in os.environ.items() if k != "RENDERCHAOS_ENGINE_KIND"}
     env.update(DOCKER_HOST=engine.docker_host, RENDERCHAOS_ENGINE="docker")
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "--chaos-profile", "gate", "-n", "2",
-                           "-p", "no:cacheprovider", "--chaos-reports", str(reports)], cwd=ROOT, env=env,
+                           "-p", "no:cacheprovider", "--chaos-reports", str(reports),
+                           "--basetemp", str(reports / "tmp")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:]
     results = json.loads((reports / "results.json").read_text())

@@ -85,8 +85,11 @@ def _launch(tmp_path: Path, engine: str, *args: str, hold: bool) -> tuple[subpro
     env.update(RC_MARKERS=str(markers), PYTHONPATH=str(Path.cwd()), RENDERCHAOS_ENGINE=engine)
     if hold:
         env["RC_HOLD"] = "1"
+    # --basetemp: the inner run's own temp dir, so its end-of-session cleanup of pytest's numbered
+    # temp dirs never touches this (outer) session's
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "--rootdir", str(tmp_path), *args, str(tmp_path / "test_inner.py")],
+                             "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "inner-tmp"),
+                             *args, str(tmp_path / "test_inner.py")],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     return proc, markers
