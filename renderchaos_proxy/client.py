@@ -251,7 +251,8 @@ class ToxiproxyClient:
             else p
             for p in proxies
         ]
-        return [Proxy.from_json(obj, self) for obj in self.request("POST", "/populate", json=body)["proxies"]]
+        answer = self.request("POST", "/populate", json=body)["proxies"] or []  # null when empty
+        return [Proxy.from_json(obj, self) for obj in answer]
 
     def reset(self) -> None:
         self.request("POST", "/reset")
