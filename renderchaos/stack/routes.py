@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from renderchaos.errors import FaultHealError, FaultInjectionError, ProxyError
+from renderchaos.errors import FaultHealError, FaultInjectionError
 from renderchaos_proxy.client import ToxiproxyClient
+from renderchaos_proxy.errors import ToxiproxyError
 
 PROXY_API_TIMEOUT_S = 5.0
 
@@ -31,8 +32,9 @@ class ExtraRoute:
             with ToxiproxyClient(self.proxy_url, timeout=PROXY_API_TIMEOUT_S) as c:
                 proxy = c.create_proxy(self.name, "127.0.0.1:0", f"127.0.0.1:{self.upstream_port}")
                 self.listen_port = proxy.listen_port
-        except ProxyError as exc:
-            raise FaultInjectionError(f"could not create {self.describe()}: {exc}") from exc
+        except ToxiproxyError as exc:
+            raise FaultInjectionError(f"could not create {self.describe()}: {exc}",
+                                      status=exc.status, url=exc.url) from exc
         if not self.listen_port:
             raise FaultInjectionError(f"{self.describe()}: the proxy reported no listen port")
 
@@ -41,5 +43,6 @@ class ExtraRoute:
             with ToxiproxyClient(self.proxy_url, timeout=PROXY_API_TIMEOUT_S) as c:
                 if self.name in c.proxies():
                     c.get_proxy(self.name).delete()
-        except ProxyError as exc:
-            raise FaultHealError(f"could not delete {self.describe()}: {exc}") from exc
+        except ToxiproxyError as exc:
+            raise FaultHealError(f"could not delete {self.describe()}: {exc}",
+                                 status=exc.status, url=exc.url) from exc
