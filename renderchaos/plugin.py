@@ -452,6 +452,18 @@ def prepare_engine(state: ChaosState, images: bool = True) -> dict[str, str]:
     return state.images
 
 
+def resolve_images(state: ChaosState, names: list[str]) -> dict[str, str]:
+    """Image references for renderchaos recipes ``names`` (built once, under the machine-wide lock)."""
+    from renderchaos.engine import ImageResolver, find_engine
+    from renderchaos.engine.engine import STATE_DIR
+
+    engine = find_engine(user=state.owner)
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "images.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return ImageResolver(engine, overrides=state.image_overrides).resolve(names)
+
+
 def new_context(state: ChaosState) -> "StackContext":
     """A fresh, labelled StackContext unique on the machine (run id + xdist worker + counter)."""
     from renderchaos.stack.context import StackContext
@@ -520,8 +532,15 @@ def start_compose(state: ChaosState) -> Any:
     assert state.compose_file is not None
     prepare_engine(state, images=False)
     spec = load_compose(state.compose_file)
+    toxiproxy_url = os.environ.get("TOXIPROXY_URL") or None
+    if toxiproxy_url:
+        from renderchaos.config import ensure_loopback
+
+        ensure_loopback(toxiproxy_url, "TOXIPROXY_URL", state.allow_remote)
     stack = ComposeStack(spec, new_context(state), start_timeout=state.profile.timeouts.stack_start,
-                         image_overrides=state.image_overrides)
+                         image_overrides=state.image_overrides, recipes=lambda names: resolve_images(state, names),
+                         proxy_image=lambda: resolve_images(state, ["app"])["app"], toxiproxy_url=toxiproxy_url,
+                         cli=state.cli)
     state.stacks.append(stack)
     stack.start()
     return stack

@@ -108,12 +108,14 @@ class RefstackPlatform(Platform):
     name: ClassVar[str] = "refstack"
     features: ClassVar[frozenset[Feature]] = frozenset(Feature)  # the reference stack has every group
 
-    def __init__(self, endpoint: PlatformEndpoint, timeout: float = 10.0) -> None:
+    def __init__(self, endpoint: PlatformEndpoint, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(endpoint, timeout)
         if not endpoint.admin_token:
             raise TargetError("the reference stack's adapter needs the admin token (ADMIN_TOKEN) to see jobs; "
                               "set admin_token in the target file")
-        self.admin = Admin(endpoint.api_url, endpoint.admin_token, timeout=timeout)
+        self.transport = transport  # a mock transport in unit tests; None: real HTTP
+        self.admin = Admin(endpoint.api_url, endpoint.admin_token, timeout=timeout, transport=transport)
         self._clients: dict[str | None, RenderApi] = {}
 
     @property
@@ -135,7 +137,7 @@ class RefstackPlatform(Platform):
         """The render API as ``account`` sees it (one client per key, kept until close)."""
         key = account.api_key if account else None
         if key not in self._clients:
-            self._clients[key] = RenderApi(self.api_url, key, timeout=self.timeout)
+            self._clients[key] = RenderApi(self.api_url, key, timeout=self.timeout, transport=self.transport)
         return self._clients[key]
 
     def http(self, account: Account | None, **kwargs: Any) -> httpx.Client:

@@ -19,8 +19,8 @@ from renderchaos.errors import TargetError
 UA = {"User-Agent": "renderchaos"}
 
 
-def _client(base_url: str, timeout: float) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout), headers=UA)
+def _client(base_url: str, timeout: float, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout), headers=UA, transport=transport)
 
 
 def _ok(resp: httpx.Response, what: str, expect: tuple[int, ...] = (200, 201, 202)) -> dict[str, Any]:
@@ -46,8 +46,9 @@ class User:
 class Admin:
     """The harness's admin access (users, keys, credits, job and ledger views)."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
-        self.http = _client(base_url, timeout)
+    def __init__(self, base_url: str, token: str, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = _client(base_url, timeout, transport)
         self.http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
@@ -103,8 +104,9 @@ class Admin:
 class RenderApi:
     """The render API as one user sees it (``Authorization: Bearer <api key>``)."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: float = 10.0) -> None:
-        self.http = _client(base_url, timeout)
+    def __init__(self, base_url: str, api_key: str | None, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = _client(base_url, timeout, transport)
         if api_key is not None:
             self.http.headers["Authorization"] = f"Bearer {api_key}"
 
