@@ -7,7 +7,7 @@ import sys
 import time
 
 from renderchaos.engine.engine import find_engine, release_user
-from renderchaos.engine.images import RECIPES, ImageResolver
+from renderchaos.engine.images import EXTRA_RECIPES, RECIPES, ImageResolver
 from renderchaos.errors import RenderChaosError
 
 
@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m renderchaos.engine")
     parser.add_argument("command", choices=["build", "status"], nargs="?", default="build")
     parser.add_argument("--local", action="store_true", help="skip official images; always use local builds")
-    parser.add_argument("services", nargs="*", default=list(RECIPES))
+    parser.add_argument("services", nargs="*", default=list(RECIPES),
+                        help=f"images to prepare (default: the reference stack's {', '.join(RECIPES)}); "
+                             f"also buildable by name: {', '.join(EXTRA_RECIPES)}")
     args = parser.parse_args(argv)
     try:
         engine = find_engine(user="image-build")

@@ -104,3 +104,14 @@ def test_failed_build_names_the_recipe_and_shows_the_log(fake: tuple[Engine, Pat
     monkeypatch.setenv("FAKE_BUILD_FAIL", "1")
     with pytest.raises(ImageBuildError, match=r"(?s)building image .*redis.* failed.*E: broken recipe.*images/redis/"):
         im.ImageResolver(engine, progress=_quiet).resolve(["redis"])
+
+
+def test_extra_images_are_built_only_by_name(fake: tuple[Engine, Path, Path]) -> None:
+    engine, log, have = fake
+    have.write_text(f"{im.LOCAL_PREFIX}/base:{im.base_hash()}\n")
+    assert "unmanic" not in im.RECIPES, "a third-party platform image must stay out of the default build"
+    resolver = im.ImageResolver(engine, progress=_quiet)
+    refs = resolver.resolve(["unmanic"])
+    assert refs == {"unmanic": f"{im.LOCAL_PREFIX}/unmanic:{im.recipe_hash(im.EXTRA_RECIPES['unmanic'])}"}
+    assert resolver.built == ["unmanic"]
+    assert "pull" not in log.read_text(), "no official image exists for unmanic; nothing to pull"
