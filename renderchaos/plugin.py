@@ -564,6 +564,10 @@ def chaos_target(chaos_state: ChaosState, request: pytest.FixtureRequest) -> Ite
             pytest.fail(f"could not start the stack of {chaos_state.compose_file}: {exc}", pytrace=False)
     else:
         target = Target.from_stack(request.getfixturevalue("chaos_stack"), timeout=timeout)
+    try:
+        target.platform.prepare()
+    except RenderChaosError as exc:
+        pytest.fail(f"could not prepare {target.platform.name} for the run: {exc}", pytrace=False)
     yield target
     target.close()
 

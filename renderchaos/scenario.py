@@ -292,7 +292,7 @@ class ScenarioRun:
         req = request or RenderRequest(**fields)
         acc = account or self.account
         answer = self.platform.submit(acc, req)
-        self.ledger.accept(answer, acc, self.platform.expected_output(req))
+        self.ledger.accept(answer, acc, self.platform.expected_output(req, answer.value))
         return answer
 
     def accepted(self, answer: Answer[str], what: str) -> str:
@@ -305,13 +305,15 @@ class ScenarioRun:
         """The platform's current view of a job (``None``: it does not know the job)."""
         return self.platform.observe_job(job_id)
 
-    def terminal(self, *ids: str) -> dict[str, Job] | None:
-        """Every job in ``ids`` if all are terminal, else ``None`` (a check for detect/recovered)."""
+    def terminal(self, *ids: str) -> "dict[str, Job] | Unfinished":
+        """Every job in ``ids`` if all are terminal, else a falsy :class:`Unfinished` naming the
+        others and their states (a check for detect/recovered whose timeout says what was left)."""
         jobs = {i: self.job(i) for i in ids}
         if all(j is not None and j.terminal for j in jobs.values()):
             self.ledger.final.update({i: j for i, j in jobs.items() if j is not None})
             return jobs  # type: ignore[return-value]
-        return None
+        return Unfinished({i: (j.brief() if j else "unknown to the platform") for i, j in jobs.items()
+                           if j is None or not j.terminal})
 
     # -- failing ---------------------------------------------------------------------------
     def fail(self, expected: str, observed: str) -> None:
@@ -345,6 +347,7 @@ class ScenarioRun:
             self._sampler.start()
         with self.phase("steady_state_before"):
             self._wait_healthy(Deadline.after(self.timeouts.recovery), "before the fault")
+            self._wait_quiet(Deadline.after(self.timeouts.job_completion))
 
     def inject(self, fault: Fault | FaultSpec) -> Any:
         """Inject ``fault`` (a concrete fault, or a spec bound to this target); it is healed
@@ -481,6 +484,22 @@ class ScenarioRun:
         except WaitTimeout as exc:
             self.fail(f"the platform healthy {when} within {deadline.timeout:.0f}s", f"{exc.last}")
 
+    def _wait_quiet(self, deadline: Deadline) -> None:
+        """No job left pending or running from an earlier scenario (a leftover that finishes,
+        fails or frees space in the middle of this one would blur what this one measures)."""
+        if not self.platform.has(Feature.STATS):
+            return
+
+        def quiet() -> bool:
+            counts = self.platform.job_counts() or {}
+            return counts.get(JobState.PENDING, 0) + counts.get(JobState.RUNNING, 0) == 0
+
+        try:
+            wait_for(quiet, what="no job pending or running before the fault", timeout=deadline,
+                     poll=Poll(0.3, tolerate=(Exception,)))
+        except WaitTimeout as exc:
+            self.journal.notes.append(f"started with jobs of an earlier scenario still in flight: {exc.last}")
+
     def _record(self, report: LedgerReport) -> None:
         inv = self.journal.invariants
         inv.accepted, inv.lost, inv.stuck = report.accepted, len(report.lost), len(report.stuck)
@@ -529,6 +548,13 @@ class ScenarioRun:
         if self._sampler is not None:
             self.journal.samples = self._sampler.stop()
         return errors
+
+
+class Unfinished(dict):  # type: ignore[type-arg]
+    """Job id -> state of the jobs not finished yet: falsy for wait_for, readable in its message."""
+
+    def __bool__(self) -> bool:
+        return False
 
 
 class _Unhealthy:

@@ -115,7 +115,7 @@ STUCK_99 = Scenario(
     tier="gate",
     faults=(Input("damaged audio track (media_fixtures audio_payload_damaged); an audio track that turns to "
                   "garbage after the render started, so the final audio/metadata step fails"),),
-    needs=(Feature.ASSETS.value,),
+    needs=(Feature.ASSETS.value, Feature.AUDIO_TRACKS.value),
     symptom="progress stops at 99 %, job never finishes",
     remedy="bound the final step (deadline + watchdog), fail with ffmpeg's error, tolerant retry once",
     detect=Wait(60.0),

@@ -14,7 +14,7 @@ import pytest
 
 from renderchaos.errors import TargetError, WaitTimeout
 from renderchaos.platforms.base import Feature, Job, JobState
-from renderchaos.scenario import ScenarioRun
+from renderchaos.scenario import ScenarioRun, Unfinished
 from renderchaos.wait import Poll, wait_for
 
 #: polling the platform while it may be recovering: transport errors and odd answers mean "not yet"
@@ -30,17 +30,11 @@ def state_of(run: ScenarioRun, job_id: str) -> JobState | None:
     return job.state if job else None
 
 
-def ended(run: ScenarioRun, job_id: str) -> Job | None:
-    """The job if it is terminal, else ``None`` (a check for detect / recovered)."""
+def ended(run: ScenarioRun, job_id: str) -> Any:
+    """The job if it is terminal, else a falsy :class:`Unfinished` saying where it is (a check for
+    detect / recovered whose timeout message shows the job's last state)."""
     found = run.terminal(job_id)
-    return found[job_id] if found else None
-
-
-class Unfinished(dict):  # type: ignore[type-arg]
-    """Job id -> state of jobs not completed yet: falsy for wait_for, readable in its message."""
-
-    def __bool__(self) -> bool:
-        return False
+    return found[job_id] if found else found  # type: ignore[index]
 
 
 def all_completed(run: ScenarioRun, ids: list[str]) -> bool | Unfinished:
@@ -66,11 +60,16 @@ def cancel_leftovers(run: ScenarioRun) -> Iterator[None]:
         yield
     except BaseException:
         if run.platform.has(Feature.CANCEL):
+            cancelled = []
             for job_id, acc in list(run.ledger.jobs.items()):
                 with contextlib.suppress(Exception):
                     job = run.job(job_id)
                     if job is not None and not job.terminal and acc.account is not None:
                         run.platform.cancel(acc.account, job_id)
+                        cancelled.append(job_id)
+            with contextlib.suppress(Exception):  # bounded: the next scenario checks it is quiet anyway
+                wait_for(lambda: run.terminal(*cancelled), what="the cancelled jobs to end",
+                         timeout=run.timeouts.job_completion, poll=POLL)
         raise
 
 
@@ -85,6 +84,14 @@ def submit_retrying(run: ScenarioRun, timeout: float = 30.0, **fields: Any) -> s
     answer = wait_for(once, what="the platform to accept the submit (not rate limited)", timeout=timeout,
                       poll=Poll(0.3))
     return run.accepted(answer, fields.get("title", "render"))
+
+
+def hold_workers(run: ScenarioRun) -> Any:
+    """Stop the workers from taking jobs while the API keeps answering: through the platform
+    where it can (workers sharing the API's process), else by freezing the worker containers."""
+    from renderchaos.faults.spec import Freeze
+
+    return run.platform.hold_workers() or Freeze("worker", index=None)
 
 
 @pytest.fixture

@@ -90,7 +90,8 @@ class Job:
     def brief(self) -> str:
         pct = f" at {self.progress:g}%" if self.progress is not None else ""
         err = f" {self.error_code}" if self.error_code else ""
-        msg = f": {self.error_message[:300]}" if self.error_message else ""
+        m = self.error_message or ""
+        msg = f": {m if len(m) <= 300 else m[:140] + ' ... ' + m[-160:]}" if m else ""  # errors end logs
         return f"{self.state}{err}{pct}{msg}"
 
 
@@ -268,6 +269,7 @@ class Feature(str, enum.Enum):
     RENDER_LIMITS = "render_limits"  # the platform bounds a render's time (R §一.3) by config
     ENCODER_CONFIG = "encoder_config"  # the configured encoder can be absent (R §一.1 错误3)
     TEST_HOOKS = "test_hooks"  # reference-stack test hooks (hold DB connections, leak tasks)
+    AUDIO_TRACKS = "audio_tracks"  # a render can take a separate audio track (RenderRequest.audio)
 
 
 class Platform(ABC):
@@ -288,6 +290,10 @@ class Platform(ABC):
 
     def has(self, *features: Feature | str) -> bool:
         return {Feature(f) for f in features} <= self.features
+
+    def prepare(self) -> None:
+        """One-time setup once the platform answers (install a plugin, create a worker pool...).
+        Called by the harness before the first scenario; must be idempotent."""
 
     # -- core -------------------------------------------------------------------------------
     @abstractmethod
@@ -322,9 +328,9 @@ class Platform(ABC):
     def download(self, account: Account, job_id: str, timeout: float = 60.0) -> Answer[bytes]:
         raise NotImplementedError(f"{self.name}: download (feature 'download')")
 
-    def expected_output(self, request: RenderRequest) -> tuple[float, int, int] | None:
-        """What the output of ``request`` must measure (duration, width, height), or ``None``
-        when the platform does not promise a size (output validity still checked)."""
+    def expected_output(self, request: RenderRequest, job_id: str | None = None) -> tuple[float, int, int] | None:
+        """What the output of ``request`` (accepted as ``job_id``) must measure (duration, width,
+        height), or ``None`` when the platform promises no size (the output must still be valid)."""
         return request.expected
 
     def metrics(self) -> str | None:
@@ -347,6 +353,11 @@ class Platform(ABC):
 
     def job_counts(self) -> dict[JobState, int] | None:
         """Jobs per state across the platform (queue depth), if it can say."""
+        return None
+
+    def hold_workers(self) -> Any:
+        """A fault that stops the workers from picking up jobs while the API keeps answering,
+        through the platform itself (``None``: freeze the worker containers instead)."""
         return None
 
     def job_charges(self, job_id: str) -> tuple[int, int] | None:

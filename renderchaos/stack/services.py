@@ -143,8 +143,9 @@ class Service:
             return f"(logs unavailable: {exc})"
 
 
-class _Exited(Exception):
-    pass
+class _Exited(BaseException):
+    """The container exited while we waited: never one of the errors a readiness poll tolerates
+    (a BaseException, so ``tolerate=(Exception,)`` cannot swallow it and wait out the deadline)."""
 
 
 class _NotReady(Exception):
