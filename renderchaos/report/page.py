@@ -78,7 +78,7 @@ def render_html(doc: Doc, inputs: ReportInputs | None = None) -> str:
         _head(doc),
         _header(doc, results, bad),
         _nav(doc, results, bad, books, tr, inputs),
-        _failures(bad, ids) if bad else "",
+        _failures(bad, ids) if bad else _closest(results, ids),
         _coverage(books, ids),
         _trend(tr, ids),
         _scenarios(results, ids, tr),
@@ -308,6 +308,35 @@ def _failures(bad: list[Entry], ids: "_Index") -> str:
             + (f"<details><summary>traceback tail</summary><pre>{_e(rest)}</pre></details>" if rest else "")
             + "</article>")
     return f'<section id=failures><h2>Failures first</h2>{"".join(cards)}</section>'
+
+
+def _closeness(e: Entry) -> float:
+    """How close a scenario came to its runbook limits (1.0 = right at a limit)."""
+    limits = e.get("limits") or {}
+    ratios = [v / lim for v, lim in ((num(e.get("time_to_detect_s")), num(limits.get("detect_s"))),
+                                     (num(e.get("time_to_recover_s")), num(limits.get("recover_s"))))
+              if v is not None and lim]
+    return max(ratios, default=0.0)
+
+
+def _closest(results: list[Entry], ids: "_Index", n: int = 2) -> str:
+    """With nothing failed, the scenarios that came closest to a runbook limit lead instead."""
+    ranked = sorted((e for e in results if e.get("outcome") == "passed" and _closeness(e) > 0),
+                    key=_closeness, reverse=True)[:n]
+    if not ranked:
+        return ""
+    cards = []
+    for e in ranked:
+        sid = scenario_id(e)
+        limits = e.get("limits") or {}
+        cards.append(
+            f'<article class=closest><h3>{_badge(e.get("outcome"))} <a href="#{ids[id(e)]}">{_e(sid)}</a> '
+            f'<span class=title>{_e(e.get("title", ""))}</span> <span class=stats>{_closeness(e):.0%} of a limit'
+            f'</span></h3><p>{_runbook_cell(e, ids)} · detect {_limit_cell(e.get("time_to_detect_s"), limits.get("detect_s"))}'
+            f' · recover {_limit_cell(e.get("time_to_recover_s"), limits.get("recover_s"))}</p>'
+            f'{render_timeline(e, sid)}</article>')
+    return ('<section id=closest><h2>Nothing failed: closest to a runbook limit</h2>'
+            + "".join(cards) + "</section>")
 
 
 def _coverage(books: list[RunbookCoverage], ids: "_Index") -> str:
@@ -685,7 +714,8 @@ font-weight:600;background:var(--skip)}
 article.failure{border:1px solid var(--line);border-left:5px solid var(--fail);border-radius:6px;padding:8px 14px;
 margin:12px 0;background:#fff}
 article.failure.o-interrupted{border-left-color:var(--intr)}article.failure.o-error{border-left-color:var(--err)}
-article.failure h3{margin:4px 0 8px}.title{font-weight:400}
+article.failure h3{margin:4px 0 8px}
+article.closest{border:1px solid var(--line);border-left:5px solid var(--pass);border-radius:6px;padding:6px 14px;margin:10px 0}.title{font-weight:400}
 table{border-collapse:collapse}
 table.kv{margin:6px 0;width:100%}table.kv th{text-align:left;vertical-align:top;color:var(--muted);font-weight:500;
 width:90px;padding:3px 8px 3px 0}table.kv td{padding:3px 0}
