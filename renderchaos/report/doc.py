@@ -204,3 +204,29 @@ def rel_end(entry: Entry) -> float:
 
 def num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def fault_windows(entry: Entry) -> tuple[list[FaultRecord], bool]:
+    """The entry's fault audit, or, for a document without one (older runs), windows derived from
+    the phase journal: each ``inject`` phase until the end of the next ``remedy`` (or the start of
+    ``steady_state_after``, where every fault is healed). The flag says they were derived."""
+    if "faults" in entry:
+        return [f for f in entry.get("faults") or [] if num(f.get("injected_at")) is not None], False
+    out: list[FaultRecord] = []
+    open_: list[FaultRecord] = []
+    for p in entry.get("phases") or []:
+        start, end = num(p.get("started")), num(p.get("ended"))
+        name = p.get("name")
+        if name == "inject" and start is not None:
+            rec: FaultRecord = {"description": str(p.get("note") or "fault"), "injected_at": start, "healed_at": None}
+            out.append(rec)
+            open_.append(rec)
+        elif name in ("remedy", "steady_state_after") and open_:
+            t = end if name == "remedy" and end is not None else start
+            for rec in open_:
+                rec["healed_at"] = t
+            open_ = []
+    last = rel_end(entry)
+    for rec in open_:  # the journal does not say: up to its last record
+        rec["healed_at"] = last
+    return out, True

@@ -14,7 +14,7 @@ import html
 import math
 from typing import Any, Sequence
 
-from renderchaos.report.doc import Entry, num, rel_end
+from renderchaos.report.doc import Entry, fault_windows, num, rel_end
 
 W = 960
 LABEL = 136
@@ -104,7 +104,7 @@ def anchors(entry: Entry) -> tuple[float | None, float | None]:
 
 def render_timeline(entry: Entry, sid: str = "") -> str:
     phases = [p for p in entry.get("phases") or [] if num(p.get("started")) is not None]
-    faults = [f for f in entry.get("faults") or [] if num(f.get("injected_at")) is not None]
+    faults, derived = fault_windows(entry)
     samples = entry.get("samples") or {}
     series = samples.get("series") or {} if isinstance(samples, dict) else {}
     limits = entry.get("limits") or {}
@@ -152,8 +152,9 @@ def render_timeline(entry: Entry, sid: str = "") -> str:
         a = float(f["injected_at"])  # type: ignore[arg-type]
         healed = num(f.get("healed_at"))
         b = healed if healed is not None else tmax
-        cls = "fault-window" + ("" if healed is not None else " fault-open")
-        tip = (f"fault: {f.get('description', '?')}\ninjected +{fmt_s(a)} s, "
+        cls = "fault-window" + ("" if healed is not None else " fault-open") + (" derived" if derived else "")
+        tip = (("derived from the phase journal (no fault audit in this results.json)\n" if derived else "")
+               + f"fault: {f.get('description', '?')}\ninjected +{fmt_s(a)} s, "
                + (f"healed +{fmt_s(healed)} s ({fmt_s(healed - a)} s)" if healed is not None else "NEVER HEALED")
                + (f"\nheal error: {f['heal_error']}" if f.get("heal_error") else ""))
         svg.add(f'<rect class="{cls}" x={svg.x(a)} y={top} width={max(1.5, svg.x(b) - svg.x(a))} '
@@ -161,7 +162,8 @@ def render_timeline(entry: Entry, sid: str = "") -> str:
 
     y = top
     for lane in lanes:
-        svg.add(f'<text class=lane x={LABEL - 6} y={y + LANE - 5} text-anchor=end>{_esc(lane)}</text>')
+        shown = "faults (journal)" if lane == "faults" and derived else lane
+        svg.add(f'<text class=lane x={LABEL - 6} y={y + LANE - 5} text-anchor=end>{_esc(shown)}</text>')
         if lane == "faults":
             for f in faults:
                 a = float(f["injected_at"])  # type: ignore[arg-type]

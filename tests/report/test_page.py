@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from renderchaos.report.coverage import coverage, refs
-from renderchaos.report.doc import failure_parts
+from renderchaos.report.doc import failure_parts, fault_windows
 from renderchaos.report.page import ReportInputs, render_html
 from renderchaos.report.synthetic import synthetic_doc
 from renderchaos.report.timeline import render_timeline
@@ -105,6 +105,18 @@ def test_an_old_minimal_document_still_renders() -> None:
     assert "not measured" in html  # time to recover null
     assert "--chaos-seed 3" in html  # a replay command rebuilt from the nodeid
     assert render_html({"results": []})  # nothing ran: still a page
+
+
+def test_an_old_document_gets_fault_windows_from_its_phase_journal() -> None:
+    e = synthetic_doc(1, failures=0)["results"][0]
+    del e["faults"]
+    inject = next(p for p in e["phases"] if p["name"] == "inject")
+    remedy = next(p for p in e["phases"] if p["name"] == "remedy")
+    windows, derived = fault_windows(e)
+    assert derived and windows == [{"description": inject["note"], "injected_at": inject["started"],
+                                    "healed_at": remedy["ended"]}]
+    svg = render_timeline(e)
+    assert 'class="fault-window derived"' in svg and "faults (journal)" in svg
 
 
 def test_the_page_is_self_contained() -> None:
