@@ -96,6 +96,7 @@ class ScenarioTrend:
 class Trend:
     runs: list[dict[str, Any]]  # the comparable earlier runs, oldest first
     skipped_runs: int  # earlier runs of another platform / target / planted bugs
+    current: dict[str, Any] = field(default_factory=dict)  # this run, as the history keeps it
     scenarios: dict[str, ScenarioTrend] = field(default_factory=dict)
 
     @property
@@ -119,7 +120,7 @@ def trend(doc: Doc, earlier: list[dict[str, Any]], factor: float = 2.0, min_incr
           flaky_window: int = 10, strip: int = 12) -> Trend:
     kind = _kind(doc)
     runs = [r for r in earlier if _kind(r) == kind]
-    out = Trend(runs=runs, skipped_runs=len(earlier) - len(runs))
+    out = Trend(runs=runs, skipped_runs=len(earlier) - len(runs), current=compact(doc))
     per_run = [{e.get("id"): e for e in r.get("results", []) if isinstance(e, dict)} for r in runs]
     for entry in doc.get("results", []):
         sid = scenario_id(entry)

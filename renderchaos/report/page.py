@@ -183,7 +183,8 @@ def _header(doc: Doc, results: list[Entry], bad: list[Entry]) -> str:
     eng = " ".join(str(x) for x in (engine.get("name"), engine.get("version")) if x) if isinstance(engine, dict) \
         else str(engine)
     images = doc.get("images") or {}
-    imgs = "".join(f"<li><span class=svc>{_e(k)}</span> <code>{_e(r)}</code></li>" for k, r in sorted(images.items()))
+    imgs = ("".join(f"<li><span class=svc>{_e(k)}</span> <code>{_e(r)}</code></li>" for k, r in sorted(images.items()))
+            if isinstance(images, dict) else f"<li><code>{_e(images)}</code></li>")
     target = str(doc.get("target") or "")
     platform = str(doc.get("platform") or "")
     rev = str(doc.get("revision") or "")
@@ -392,7 +393,7 @@ def _trend(tr: Trend | None, ids: "_Index") -> str:
     if not tr.runs:
         return (f"<section id=trend><h2>Trend</h2><p class=muted>{tr.skipped_runs} earlier run(s) in "
                 "reports/history/, none of the same platform and planted bugs: nothing to compare.</p></section>")
-    runs = tr.runs[-50:]
+    runs = tr.runs[-50:] + [{**tr.current, "now": True}]
     bars = []
     w = 14
     for i, r in enumerate(runs):
@@ -401,14 +402,15 @@ def _trend(tr: Trend | None, ids: "_Index") -> str:
         bad = sum(s.get(k, 0) for k in ("failed", "error", "interrupted"))
         h_bad = round(40 * bad / total, 1)
         x = i * w
-        tip = f'{r.get("generated_at", "?")} {r.get("run_id", "")}: ' + ", ".join(f"{n} {k}" for k, n in s.items())
-        bars.append(f'<g><title>{_e(tip)}</title><rect class=tpass x={x} y=0 width={w - 3} height={40 - h_bad}>'
+        tip = (f'{"this run: " if r.get("now") else ""}{r.get("generated_at", "?")} {r.get("run_id", "")}: '
+               + ", ".join(f"{n} {k}" for k, n in s.items()))
+        bars.append(f'<g{" class=now" if r.get("now") else ""}><title>{_e(tip)}</title><rect class=tpass x={x} y=0 width={w - 3} height={40 - h_bad}>'
                     f'</rect><rect class=tfail x={x} y={40 - h_bad} width={w - 3} height={h_bad}></rect></g>')
     chart = (f'<svg class=runs width={len(runs) * w} height=40 viewBox="0 0 {len(runs) * w} 40" '
              f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>')
     out = [f"<section id=trend><h2>Trend</h2><p>Against {len(tr.runs)} earlier run(s) of the same platform "
            f"and planted bugs" + (f" ({tr.skipped_runs} other runs not compared)" if tr.skipped_runs else "")
-           + f". Earlier runs, oldest first (red: failed, error or interrupted):</p>{chart}"]
+           + f". Runs oldest first, this one last (outlined); red: the share failed, error or interrupted:</p>{chart}"]
 
     def block(title: str, items: list[Any], row: Any, empty: str) -> None:
         body = "".join(row(s) for s in items) if items else f"<li class=muted>{empty}</li>"
@@ -748,7 +750,7 @@ background:var(--skip);border-radius:1px}.strip i.o-passed,.strip i.o-xfailed{ba
 .flag.bad{color:var(--fail);border-color:var(--fail)}.flag.warn{color:var(--intr);border-color:var(--intr)}
 .flag.ok{color:var(--pass);border-color:var(--pass)}
 ul.flags{margin:4px 0 10px;padding-left:20px}ul.flags li{margin:2px 0}
-svg.runs .tpass{fill:#7ee2a8}svg.runs .tfail{fill:var(--fail)}
+svg.runs .tpass{fill:#7ee2a8}svg.runs .tfail{fill:var(--fail)}svg.runs .now rect{stroke:var(--fg);stroke-width:1.5}
 details.scenario{border:1px solid var(--line);border-radius:6px;margin:8px 0;background:#fff}
 details.scenario>summary{padding:6px 10px;cursor:pointer;background:var(--bg2);border-radius:6px}
 details.scenario[open]>summary{border-bottom:1px solid var(--line);border-radius:6px 6px 0 0}

@@ -41,8 +41,7 @@ class Collector:
     started: dict[str, float] = field(default_factory=dict)  # nodeid -> epoch (pytest_runtest_logstart)
 
     def add(self, nodeid: str, when: str, outcome: str, props: list[tuple[str, Any]], duration: float,
-            longrepr: str, crash: str = "", *, wasxfail: str | None = None,
-            start: float | None = None) -> None:
+            longrepr: str, crash: str = "", *, wasxfail: str | None = None) -> None:
         """One test report (``pytest_runtest_logreport``): ``when`` is setup, call or teardown."""
         journal = next((json.loads(v) for k, v in props if k == PROPERTY), None)
         scenario = next((v for k, v in props if k == "scenario"), None)
@@ -57,8 +56,6 @@ class Collector:
             entry["outcome"] = outcome_before  # the journal never decides the outcome
         elif scenario and "id" not in entry:
             entry["id"] = scenario
-        if start is not None and when == "setup" and entry.get("started_at") is None:
-            entry["started_at"] = start
         entry["duration_s"] = round(entry["duration_s"] + duration, 3)
         failure = (crash[:6000] + "\n---\n" if crash else "") + longrepr[-1500:]
         interrupted = _INTERRUPT_MARK in crash or _INTERRUPT_MARK in longrepr[-300:]
@@ -102,8 +99,7 @@ class Collector:
         """Convenience over :meth:`add` for a ``pytest.TestReport``."""
         crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "") or ""
         self.add(report.nodeid, report.when, report.outcome, list(report.user_properties), report.duration,
-                 str(report.longrepr or ""), crash, wasxfail=getattr(report, "wasxfail", None),
-                 start=getattr(report, "start", None))
+                 str(report.longrepr or ""), crash, wasxfail=getattr(report, "wasxfail", None))
 
     def logstart(self, nodeid: str) -> None:
         """``pytest_runtest_logstart``: a test began. One that never reports anything is listed as
