@@ -94,6 +94,8 @@ def coverage(doc: Doc) -> list[RunbookCoverage]:
                 break
         else:
             book.unmatched.append((text, [e]))
+    for book in books.values():
+        book.unmatched.sort(key=lambda item: _order(item[0]))
     # registered runbooks in their registration order, then the others
     return [b for b in books.values() if b.registered] + [b for b in books.values() if not b.registered]
 
@@ -111,3 +113,16 @@ def _registered(rb: RunbookInfo) -> RunbookCoverage:
         book.rows.append(Row(sid, title, str(s.get("title_en") or ""), number,
                              number.count(".") if number else 0))
     return book
+
+
+_CN = {c: i for i, c in enumerate("零一二三四五六七八九十", start=0)}
+
+
+def _order(label: str) -> list[tuple[int, object]]:
+    """Sort key for section texts: § numbers in order (一 < 二 < ... < 十; 2 < 10), then the text."""
+    key: list[tuple[int, object]] = []
+    for _, number in refs(None, label)[:1]:
+        for part in number.split("."):
+            key.append((0, int(part) if part.isdigit() else _CN.get(part, 99)))
+    key.append((1, label))
+    return key

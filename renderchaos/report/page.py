@@ -366,7 +366,7 @@ def _coverage(books: list[RunbookCoverage], ids: "_Index") -> str:
             rows.append(f'<tr class="{cls}"><td class="sec d{min(r.depth, 3)}">{_e(num_)}</td>'
                         f'<td class=zh>{_e(r.title)}</td><td class=en>{_e(r.title_en)}</td><td>{cells}</td></tr>')
         for label, group in b.unmatched:
-            rows.append(f'<tr class=unmatched><td class=sec colspan=2><span class=zh>{_e(label)}</span></td>'
+            rows.append(f'<tr class="{"unmatched" if b.registered else ""}"><td class=sec colspan=2><span class=zh>{_e(label)}</span></td>'
                         f'<td class=en><span class=muted>{"not a registered section" if b.registered else ""}'
                         f'</span></td><td>{_chips(group, ids)}</td></tr>')
         out.append(f'<h3>{head} <span class=stats>{stats}</span></h3><table class=matrix><colgroup><col class=c1><col class=c2><col class=c3><col></colgroup><thead><tr><th>§</th>'

@@ -128,11 +128,15 @@ class Collector:
         ``header`` holds the run's fields (profile, seed, ...); ``header["interrupted"] = True``
         says the session was stopped (every test without a finished call is then interrupted).
         """
-        interrupted = bool(header.get("interrupted"))
-        results = self.results(interrupted)
-        if not results:
+        doc = self.doc(header)
+        if not doc["results"]:
             return None
-        return write_report(out_dir, build_doc(header, results))
+        return write_report(out_dir, doc)
+
+    def doc(self, header: dict[str, Any]) -> Doc:
+        """The results document of the run so far (what :meth:`write` writes; what
+        :func:`renderchaos.report.otel.export_run` sends)."""
+        return build_doc(header, self.results(bool(header.get("interrupted"))))
 
 
 def build_doc(header: dict[str, Any], results: list[Entry]) -> Doc:
