@@ -91,15 +91,18 @@ class Entry(TypedDict, total=False):
 
 
 class Section(TypedDict, total=False):
-    id: str
-    title: str
+    id: str  # what scenario section texts start with: "§一.3", "§2.1", "监控和告警 2"
+    title: str  # as written in the runbook
     title_en: str
+    level: int  # 1: a top-level part, 2: a subsection of the part above it, ...
 
 
 class RunbookInfo(TypedDict, total=False):
     key: str
     title: str
+    title_en: str
     file: str
+    language: str
     sections: list[Section]
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from renderchaos.report.coverage import Row, RunbookCoverage, coverage
+from renderchaos.report.coverage import Row, RunbookCoverage, coverage, normalize
 from renderchaos.report.doc import (BAD, OUTCOMES, Doc, Entry, failure_parts, num, runbook_parts, scenario_id,
                                     summary, verdict)
 from renderchaos.report.history import Trend, trend
@@ -349,7 +349,8 @@ def _coverage(books: list[RunbookCoverage], ids: "_Index") -> str:
                    "scenarios alone, so gaps cannot be shown.</p>")
     for b in books:
         covered = sum(1 for r in b.rows if not r.gap)
-        head = f"<span class=rbkey>{_e(b.key)}</span> {_e(b.title)}"
+        head = f"<span class=rbkey>{_e(b.key)}</span> {_e(b.title)}" + (f" <span class=en>· {_e(b.title_en)}</span>"
+                                                                         if b.title_en else "")
         if b.file:
             head += f" <span class=muted>{_e(b.file)}</span>"
         stats = (f"{covered}/{len(b.rows)} sections covered" + (f", <b class=bad-text>{b.gaps} gaps</b>"
@@ -362,18 +363,25 @@ def _coverage(books: list[RunbookCoverage], ids: "_Index") -> str:
             cells = _chips(r.entries, ids) if r.entries else (
                 '<span class=gaptext>gap: no scenario</span>' if r.gap else
                 '<span class=muted>covered through its subsections</span>')
-            num_ = ("§" + r.number) if r.number else r.id
-            rows.append(f'<tr class="{cls}"><td class="sec d{min(r.depth, 3)}">{_e(num_)}</td>'
-                        f'<td class=zh>{_e(r.title)}</td><td class=en>{_e(r.title_en)}</td><td>{cells}</td></tr>')
+            rows.append(f'<tr class="{cls}"><td class="sec d{min(r.depth, 3)}">{_section_label(r)}</td>'
+                        f'<td class=en>{_e(r.title_en)}</td><td>{cells}</td></tr>')
         for label, group in b.unmatched:
-            rows.append(f'<tr class="{"unmatched" if b.registered else ""}"><td class=sec colspan=2><span class=zh>{_e(label)}</span></td>'
-                        f'<td class=en><span class=muted>{"not a registered section" if b.registered else ""}'
+            rows.append(f'<tr class="{"unmatched" if b.registered else ""}"><td class=sec><span class=zh>{_e(label)}</span>'
+                        f'</td><td class=en><span class=muted>{"not a registered section" if b.registered else ""}'
                         f'</span></td><td>{_chips(group, ids)}</td></tr>')
-        out.append(f'<h3>{head} <span class=stats>{stats}</span></h3><table class=matrix><colgroup><col class=c1><col class=c2><col class=c3><col></colgroup><thead><tr><th>§</th>'
-                   f'<th>section (runbook)</th><th>section (English)</th><th>scenarios · outcome · what they prove'
+        out.append(f'<h3>{head} <span class=stats>{stats}</span></h3><table class=matrix><colgroup><col class=c1><col class=c2><col></colgroup><thead><tr>'
+                   f'<th>section (as the runbook has it)</th><th>section (English)</th><th>scenarios · outcome · what they prove'
                    f'</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
     out.append("</section>")
     return "".join(out)
+
+
+def _section_label(r: Row) -> str:
+    """The section's id in bold and its title, without repeating a title the id already spells out."""
+    nid, ntitle = normalize(r.id), normalize(r.title)
+    if not ntitle or nid.endswith(ntitle):
+        return f"<b>{_e(r.id)}</b>"
+    return f"<b>{_e(r.id)}</b> {_e(r.title)}"
 
 
 def _chips(entries: Iterable[Entry], ids: "_Index") -> str:
@@ -729,9 +737,9 @@ tr.total td{font-weight:700;background:var(--bg2)}tr.group td{background:var(--b
 td.bad{background:#ffebe9;color:var(--fail);font-weight:700}td.ok{color:var(--pass)}td.na{color:var(--skip)}
 tr.open td{background:#fff5f5}
 .scroll{overflow-x:auto}
-table.matrix{width:100%;margin-bottom:8px;table-layout:fixed}table.matrix col.c1{width:90px}table.matrix col.c2{width:220px}table.matrix col.c3{width:200px}table.matrix th,table.matrix td{border-bottom:1px solid var(--line);
+table.matrix{width:100%;margin-bottom:8px;table-layout:fixed}table.matrix col.c1{width:330px}table.matrix col.c2{width:230px}table.matrix th,table.matrix td{border-bottom:1px solid var(--line);
 padding:4px 8px;text-align:left;vertical-align:top}table.matrix thead th{background:var(--bg2);font-weight:600}
-table.matrix td.sec{white-space:nowrap;font-weight:600}td.d1{padding-left:22px!important}td.d2{padding-left:36px!important}
+table.matrix td.sec{font-weight:500}table.matrix td.sec b{font-weight:700;margin-right:4px}td.d1{padding-left:22px!important}td.d2{padding-left:36px!important}
 td.d3{padding-left:50px!important}
 table.matrix td.zh{font-size:14px}table.matrix td.en{color:var(--muted);font-size:12.5px}
 tr.gap td{background:repeating-linear-gradient(135deg,#fff,#fff 6px,#fff1f0 6px,#fff1f0 12px)}

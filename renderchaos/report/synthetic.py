@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 RUNBOOKS: list[dict[str, Any]] = [
-    {"key": "R", "title": "视频渲染平台故障排查手册", "file": "render-platform-troubleshooting.zh.txt", "sections": [
+    {"key": "R", "title": "故障排查手册", "title_en": "Troubleshooting handbook (render platform)", "file": "render-platform-troubleshooting.zh.txt", "sections": [
         {"id": "§一", "title": "渲染失败", "title_en": "render failures"},
         {"id": "§一.1", "title": "FFmpeg 错误", "title_en": "ffmpeg errors"},
         {"id": "§一.2", "title": "内存不足", "title_en": "out of memory"},
@@ -22,9 +22,10 @@ RUNBOOKS: list[dict[str, Any]] = [
         {"id": "§五.1", "title": "存储空间不足", "title_en": "storage full"},
         {"id": "§六.2", "title": "数据丢失", "title_en": "data loss"},
     ]},
-    {"key": "A", "title": "AI 服务故障排查指南", "file": "ai-service-troubleshooting.zh.txt", "sections": [
+    {"key": "A", "title": "AI 服务故障排查指南", "title_en": "AI service troubleshooting", "file": "ai-service-troubleshooting.zh.txt", "sections": [
         {"id": "§1.1", "title": "401 Unauthorized", "title_en": "401 Unauthorized"},
         {"id": "§2.1", "title": "任务一直处于 pending 状态", "title_en": "job stuck in pending"},
+        {"id": "§2.2", "title": "任务失败", "title_en": "job failed"},
         {"id": "§2.3", "title": "任务超时", "title_en": "job timeout"},
         {"id": "§3.1", "title": "API Key 无效", "title_en": "invalid API key"},
         {"id": "§3.3", "title": "配额超限", "title_en": "quota exceeded"},

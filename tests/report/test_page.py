@@ -6,7 +6,7 @@ import re
 import time
 from pathlib import Path
 
-from renderchaos.report.coverage import coverage, refs
+from renderchaos.report.coverage import coverage, mentions
 from renderchaos.report.doc import failure_parts, fault_windows
 from renderchaos.report.page import ReportInputs, render_html
 from renderchaos.report.synthetic import synthetic_doc
@@ -60,11 +60,29 @@ def test_coverage_matrix_shows_every_registered_section_and_its_gaps() -> None:
     assert html.count("<tr class=\"gap\">") == books["R"].gaps + books["A"].gaps
 
 
-def test_section_references() -> None:
-    assert refs("A", "§2.2 任务失败 / §2.3 任务超时") == [("A", "2.2"), ("A", "2.3")]
-    assert refs("R", "§二.1 认证错误 (A §1.1 401 Unauthorized)") == [("R", "二.1"), ("A", "1.1")]
-    assert refs("A", "§1.2 404 Not Found (R §二)") == [("A", "1.2"), ("R", "二")]
-    assert refs("V", "解决方案: IP白名单配置") == []
+def test_section_references_follow_the_registry_rules() -> None:
+    books = {b.key: b for b in coverage({"runbooks": [
+        {"key": "R", "title": "r", "file": "r.txt", "sections": [
+            {"id": "§二", "title": "API错误", "level": 1}, {"id": "§二.1", "title": "认证错误", "level": 2},
+            {"id": "§八", "title": "常见问题", "level": 1},
+            {"id": "§八 Redis内存持续增长", "title": "Redis内存持续增长", "level": 2}]},
+        {"key": "A", "title": "a", "file": "a.txt", "sections": [
+            {"id": "§1.1", "title": "401"}, {"id": "§1.2", "title": "404"}, {"id": "§2", "title": "任务"},
+            {"id": "§2.2", "title": "失败"}, {"id": "§2.3", "title": "超时"}]},
+        {"key": "V", "title": "v", "file": "v.txt", "sections": [
+            {"id": "解决方案", "title": "解决方案", "level": 1}, {"id": "IP白名单配置", "title": "IP白名单配置", "level": 2},
+            {"id": "监控机制加强", "title": "监控机制加强", "level": 2}]}], "results": []})}
+
+    def ids(key: str, ref: str) -> list[str]:
+        return [r.id for r in mentions(books, key, ref)]
+
+    assert ids("A", "§2.2 任务失败 / §2.3 任务超时") == ["§2.2", "§2.3"]
+    assert ids("R", "§二.1 认证错误 (A §1.1 401 Unauthorized)") == ["§二.1", "§1.1"]
+    assert ids("A", "§1.2 404 Not Found (R §二)") == ["§1.2", "§二"]
+    assert ids("A", "§2.10 nothing") == []  # §2 is not a prefix of §2.10
+    assert ids("R", "§八 Redis内存持续增长") == ["§八 Redis内存持续增长"]
+    assert ids("R", "§八 Q: 视频渲染一直卡在99%?") == ["§八"]
+    assert ids("V", "解决方案: IP白名单配置 / 监控机制加强") == ["解决方案", "监控机制加强"]
 
 
 def test_timeline_draws_phases_faults_limits_and_samples() -> None:
