@@ -158,8 +158,28 @@ def write_report(out_dir: Path, doc: Doc, keep: int = 50) -> Path:
     history = History(out_dir / "history", keep=keep)
     earlier = history.load(exclude_run=doc.get("run_id"))
     path = out_dir / "results.json"
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    path.write_text(dumps(doc))
     inputs = ReportInputs.gather(out_dir, earlier)
     (out_dir / "report.html").write_text(render_html(doc, inputs))
     history.append(doc)
     return path
+
+
+def dumps(doc: Doc) -> str:
+    """results.json text: indented, but each probe series on one line (thousands of numbers
+    one per line would bury the rest)."""
+    series: list[str] = []
+    results = []
+    for e in doc.get("results", []):
+        samples = e.get("samples")
+        if isinstance(samples, dict) and isinstance(samples.get("series"), dict):
+            compact = {}
+            for name, data in samples["series"].items():
+                compact[name] = f"\x00series{len(series)}\x00"
+                series.append(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+            e = {**e, "samples": {**samples, "series": compact}}
+        results.append(e)
+    text = json.dumps({**doc, "results": results}, indent=2, ensure_ascii=False)
+    for i, s in enumerate(series):
+        text = text.replace(f'"\\u0000series{i}\\u0000"', s, 1)
+    return text

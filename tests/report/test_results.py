@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from renderchaos.report.results import PROPERTY, Collector, build_doc, write_report
+from renderchaos.report.results import PROPERTY, Collector, build_doc, dumps, write_report
 from renderchaos.report.synthetic import synthetic_doc
 
 NODE = "suites/test_queue.py::test_worker_frozen[queue.worker_frozen]"
@@ -152,3 +152,11 @@ def test_write_report_keeps_a_bounded_history(tmp_path: Path) -> None:
     write_report(tmp_path, doc, keep=5)
     assert len(list((tmp_path / "history").glob("*.json"))) == 5
     assert json.loads((tmp_path / "results.json").read_text())["run_id"] == "synthetic7"
+
+
+def test_results_json_round_trips_with_each_series_on_one_line() -> None:
+    doc = synthetic_doc(3, failures=1)
+    text = dumps(doc)
+    assert json.loads(text) == doc
+    line = next(ln for ln in text.splitlines() if '"latency":' in ln)
+    assert json.loads(line.split('"latency": ', 1)[1].rstrip(",")) == doc["results"][0]["samples"]["series"]["latency"]
