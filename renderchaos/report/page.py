@@ -198,6 +198,9 @@ def _header(doc: Doc, results: list[Entry], bad: list[Entry]) -> str:
         ("duration", _duration(doc.get("elapsed_s"))),
         ("run", _e(doc.get("run_id", "not recorded")) + f' · generated {_e(doc.get("generated_at", "?"))}'),
     ]
+    factor = num(doc.get("timeout_factor"))  # type: ignore[misc]
+    if factor is not None and factor != 1.0:
+        meta.append(("timeouts", f"waits ×{factor:g} (runbook limits unscaled)"))
     if doc.get("broken"):
         meta.append(("planted bugs", "<span class=warn>" + _e(", ".join(doc["broken"])) + "</span>"))
     dl = "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in meta)
@@ -559,8 +562,8 @@ def _scenarios(results: list[Entry], ids: "_Index", tr: Trend | None) -> str:
         rows.append(f'<tr data-outcome="{_e(e.get("outcome"))}"><td>{_badge(e.get("outcome"))}</td>'
                     f'<td><a href="#{ids[id(e)]}">{_e(sid)}</a><div class="en small">{_e(e.get("title", ""))}</div></td>'
                     f'<td>{_runbook_cell(e)}</td>'
-                    f'<td>{_limit_cell(e.get("time_to_detect_s"), limits.get("detect_s"))}</td>'
-                    f'<td>{_limit_cell(e.get("time_to_recover_s"), limits.get("recover_s"))}</td>'
+                    f'<td class=lim>{_limit_cell(e.get("time_to_detect_s"), limits.get("detect_s"))}</td>'
+                    f'<td class=lim>{_limit_cell(e.get("time_to_recover_s"), limits.get("recover_s"))}</td>'
                     f'<td>{n_f if "faults" in e else ""}</td><td>{flags}</td>'
                     f'<td class=num>{fmt_s(num(e.get("duration_s")))} s</td></tr>')
         details.append(_scenario_detail(e, ids[id(e)], sid, ids))
@@ -732,7 +735,7 @@ width:90px;padding:3px 8px 3px 0}table.kv td{padding:3px 0}
 pre.expected{color:#0a3069}pre.observed{color:#82071e;background:#fff5f5;padding:4px 6px;border-radius:4px}
 table.grid{width:100%;font-size:13px}table.grid th,table.grid td{border-bottom:1px solid var(--line);padding:4px 6px;
 text-align:left;vertical-align:top}table.grid thead th{background:var(--bg2);position:sticky;top:0}
-table.grid td.num{text-align:right;white-space:nowrap}
+table.grid td.num,table.grid td.lim{text-align:right;white-space:nowrap}
 tr.total td{font-weight:700;background:var(--bg2)}tr.group td{background:var(--bg2);font-weight:600}
 td.bad{background:#ffebe9;color:var(--fail);font-weight:700}td.ok{color:var(--pass)}td.na{color:var(--skip)}
 tr.open td{background:#fff5f5}
@@ -779,7 +782,7 @@ svg.timeline .ttx.ok{fill:var(--pass)}svg.timeline .ttx.bad{fill:var(--fail)}
 svg.timeline .ok-text{fill:var(--pass);font-weight:600}svg.timeline .bad-text{fill:var(--fail);font-weight:700}
 svg.timeline .limit{stroke:var(--fg);stroke-width:2;stroke-dasharray:3 2}
 svg.timeline .chartbg{fill:none;stroke:#d8dee4}
-svg.timeline polyline{fill:none;stroke-width:1.4}svg.timeline .lat{stroke:#0969da}svg.timeline .queue{stroke:#8250df}
+svg.timeline polyline{fill:none;stroke-width:1.4}svg.timeline circle.dot{stroke-width:2;fill:#fff}svg.timeline .lat{stroke:#0969da}svg.timeline .queue{stroke:#8250df}
 svg.timeline circle.s5{fill:var(--err)}svg.timeline circle.s4{fill:var(--xp)}svg.timeline circle.noans{fill:var(--fail)}
 svg.timeline .legend{fill:var(--muted);font-size:10.5px}
 .job-pending,.job-queued{stroke:#bf8700}.job-running{stroke:#0969da}.job-completed{stroke:var(--pass)}

@@ -25,6 +25,7 @@ LANE = 18
 GAP = 5
 CHART = 70
 MAX_POINTS = 500
+MAX_FAULT_ROWS = 4
 TTD_LANE = "time to detect"
 TTR_LANE = "time to recover"
 JOB_STATES = ("pending", "queued", "running", "completed", "failed", "timeout", "cancelled")
@@ -128,7 +129,21 @@ def render_timeline(entry: Entry, sid: str = "") -> str:
     for p in phases:
         if p.get("name") not in lane_names:
             lane_names.append(str(p.get("name")))
-    lanes = (["faults"] if faults else []) + lane_names + [TTD_LANE, TTR_LANE]
+    # faults that overlap in time get rows of their own (at most MAX_FAULT_ROWS)
+    fault_rows: list[list[Any]] = []
+    for f in sorted(faults, key=lambda f: float(f["injected_at"])):  # type: ignore[arg-type]
+        a = float(f["injected_at"])  # type: ignore[arg-type]
+        for row in fault_rows:
+            last = num(row[-1].get("healed_at"))
+            if last is not None and last <= a:
+                row.append(f)
+                break
+        else:
+            if len(fault_rows) < MAX_FAULT_ROWS:
+                fault_rows.append([f])
+            else:
+                fault_rows[-1].append(f)
+    lanes = [f"\x00faults{i}" for i in range(len(fault_rows))] + lane_names + [TTD_LANE, TTR_LANE]
     charts = [k for k in ("latency", "jobs", "queue_depth") if series.get(k)]
     top = AXIS
     lanes_h = len(lanes) * (LANE + GAP)
@@ -162,10 +177,11 @@ def render_timeline(entry: Entry, sid: str = "") -> str:
 
     y = top
     for lane in lanes:
-        shown = "faults (journal)" if lane == "faults" and derived else lane
+        is_faults = lane.startswith("\x00faults")
+        shown = ("faults (journal)" if derived else "faults") if lane == "\x00faults0" else "" if is_faults else lane
         svg.add(f'<text class=lane x={LABEL - 6} y={y + LANE - 5} text-anchor=end>{_esc(shown)}</text>')
-        if lane == "faults":
-            for f in faults:
+        if is_faults:
+            for f in fault_rows[int(lane[len("\x00faults"):])]:
                 a = float(f["injected_at"])  # type: ignore[arg-type]
                 healed = num(f.get("healed_at"))
                 xa, xb = svg.x(a), svg.x(healed if healed is not None else tmax)
@@ -234,8 +250,16 @@ def render_timeline(entry: Entry, sid: str = "") -> str:
             f'aria-label="{_esc(title)}" xmlns="http://www.w3.org/2000/svg">' + "".join(svg.parts) + "</svg>")
 
 
+def _y(y0: float, v: float, vmax: float) -> float:
+    """A value's height in a chart (3 px clear of its top and bottom edges)."""
+    return round(y0 + CHART - 3 - max(0.0, min(v, vmax)) / vmax * (CHART - 6), 1)
+
+
 def _poly(svg: _Svg, pts: list[tuple[float, float]], y0: float, vmax: float, cls: str) -> str:
-    coords = " ".join(f"{svg.x(t)},{round(y0 + CHART - v / vmax * CHART, 1)}" for t, v in pts)
+    if len(pts) == 1:  # a line needs two points: one sample is a dot
+        (t, v), = pts
+        return f'<circle class="{cls} dot" cx={svg.x(t)} cy={_y(y0, v, vmax)} r=2.5></circle>'
+    coords = " ".join(f"{svg.x(t)},{_y(y0, v, vmax)}" for t, v in pts)
     return f'<polyline class="{cls}" points="{coords}"></polyline>'
 
 
@@ -260,12 +284,12 @@ def _chart(svg: _Svg, name: str, data: list[list[Any]], y0: float) -> None:
             bad[cls] += 1
             if len(marks) < 400:
                 v = vmax if ms is None else min(ms, vmax)
-                marks.append(f'<circle class={cls} cx={svg.x(float(p[0]))} cy={round(y0 + CHART - v / vmax * CHART, 1)} '
+                marks.append(f'<circle class={cls} cx={svg.x(float(p[0]))} cy={_y(y0, v, vmax)} '
                              f'r=2.4><title>+{fmt_s(float(p[0]))} s: '
                              f'{"no answer" if status is None else status}'
                              f'{"" if ms is None else f", {ms:.0f} ms"}</title></circle>')
         svg.add("".join(marks))
-        legend = [f"{len(pts)} probes"] + [f"{n} {label}" for k, label in (("s5", "5xx"), ("s4", "4xx"),
+        legend = [f"{len(pts)} health probe{'' if len(pts) == 1 else 's'}"] + [f"{n} {label}" for k, label in (("s5", "5xx"), ("s4", "4xx"),
                                                                          ("noans", "no answer"))
                                            if (n := bad[k])]
         svg.add(f'<text class=lane x={LABEL - 6} y={y0 + 12} text-anchor=end>latency ms</text>'
