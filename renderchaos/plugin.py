@@ -281,11 +281,10 @@ class _ResultsPlugin:
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.started[nodeid] = None
+        self.collector.logstart(nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "") or ""
-        self.collector.add(report.nodeid, report.when, report.outcome, list(report.user_properties),
-                           report.duration, str(report.longrepr or ""), crash)
+        self.collector.add_report(report)
         if report.when == "teardown":
             self.finished.add(report.nodeid)
 
@@ -323,12 +322,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results = config.pluginmanager.get_plugin("renderchaos-results")
     interrupted = bool(results and results.interrupted) or session.exitstatus == pytest.ExitCode.INTERRUPTED
     header = run_header(config, state, interrupted)
-    path = state.collector.write(state.reports_dir, header)
+    doc = state.collector.doc(header)
+    path = None
+    if doc["results"]:
+        from renderchaos.report.results import write_report
+
+        path = write_report(state.reports_dir, doc)
     if path is not None and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from renderchaos.report.otel import export_run
 
         try:
-            export_run(json.loads(path.read_text()))
+            export_run(doc, allow_remote=state.allow_remote)
         except Exception as exc:  # noqa: BLE001 - the run's outcome stands; say why the export failed
             tr = config.pluginmanager.get_plugin("terminalreporter")
             if tr is not None:
@@ -353,6 +357,22 @@ def _git_revision(root: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (sha + ("+dirty" if dirty else "")) or None
+
+
+def replay_command(state: "ChaosState", scenario_id: str | None = None) -> str:
+    """The command that runs the same selection again with the same seed (one scenario if given)."""
+    args = ["pytest", "suites", "--chaos-profile", state.profile.name, "--chaos-seed", str(state.seed)]
+    if state.target_file:
+        args += ["--chaos-target", str(state.target_file)]
+    if state.compose_file:
+        args += ["--chaos-compose", str(state.compose_file)]
+    for b in state.broken:
+        args += ["--chaos-broken", b]
+    if state.profile.factor != 1.0:
+        args += ["--chaos-timeout-factor", f"{state.profile.factor:g}"]
+    if scenario_id:
+        args += ["-k", f"[{scenario_id}]"]
+    return shlex.join(args)
 
 
 def run_header(config: pytest.Config, state: "ChaosState", interrupted: bool) -> dict[str, Any]:
@@ -623,7 +643,9 @@ def scenario_run(request: pytest.FixtureRequest, scenario: "Scenario", scenario_
     finally:
         heal_errors = run.close()
         j = run.journal
-        request.node.user_properties.append((PROPERTY, json.dumps(j.to_dict())))
+        record = j.to_dict()
+        record["replay"] = replay_command(state, scenario.id)
+        request.node.user_properties.append((PROPERTY, json.dumps(record)))
         for key in ("time_to_detect_s", "time_to_recover_s"):
             request.node.user_properties.append((key, getattr(j, key)))
         for key in ("lost", "duplicated", "orphan_ffmpeg"):
