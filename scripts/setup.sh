@@ -88,5 +88,8 @@ fi
 
 if [ "${1:-}" != "--no-images" ]; then
   .venv/bin/python -m renderchaos.engine build
+  # prove it: one throwaway container started the way the stack starts them (init, host
+  # network, uid 1000, a memory limit); a broken engine is one clear error here, not 40 later
+  .venv/bin/python -m renderchaos.provisioning.proof
 fi
 say "ready in $(( $(date +%s) - t0 )) s"

@@ -219,3 +219,15 @@ def test_compose_variables_and_dependency_rerouting() -> None:
     assert _reroute("redis://127.0.0.1:6379/0", "cache", "127.0.0.1:9", 6379) == "redis://127.0.0.1:9/0"
     with pytest.raises(ConfigError, match="does not name 'db'"):
         _reroute("postgresql://a:b@dbx:5432/app", "db", "127.0.0.1:9", 5433)
+
+
+# -- setup's proof ------------------------------------------------------------------------------
+@pytest.mark.parametrize("engine_says, names", [
+    ("container create: container-init binary not found on the host: stat /usr/libexec/podman/catatonit", "catatonit"),
+    ("OCI runtime error: crun: cgroups in hybrid mode are not supported", "runc"),
+    ("Error: image not known", "renderchaos.engine build"),
+])
+def test_setup_names_the_missing_piece(engine_says: str, names: str) -> None:
+    from renderchaos.provisioning.proof import explain
+
+    assert names in explain(engine_says)
