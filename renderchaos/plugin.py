@@ -109,6 +109,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--chaos-reports", default=None, metavar="DIR",
                     help="where results.json, JUnit XML and HTML go (default: reports/ or the "
                          "chaos_reports ini key)")
+    group.addoption("--chaos-runbook", action="append", default=[], metavar="PATH",
+                    help="register your own runbook (a .toml section index or a Markdown file) so your "
+                         "scenarios can cite it and the report's coverage matrix shows its sections; repeatable")
+    parser.addini("chaos_runbooks", "runbooks to register (paths, one per line)", type="linelist", default=[])
     parser.addini("chaos_profile", "default profile when --chaos-profile is not given", default="gate")
     parser.addini("chaos_reports", "default reports directory", default="reports")
     parser.addini("chaos_timeout_factor", "default timeout multiplier", default="1.0")
@@ -152,6 +156,13 @@ def pytest_configure(config: pytest.Config) -> None:
                               "exclude each other; pick one")
         platform_spec = _platform_spec(Path(target_file) if target_file else None,
                                        Path(compose_file) if compose_file else None)
+
+        from renderchaos.runbooks import register_runbook
+
+        runbooks = [Path(config.rootpath) / rb for rb in config.getini("chaos_runbooks")]
+        runbooks += [Path(config.invocation_params.dir) / rb for rb in config.getoption("--chaos-runbook")]
+        for path in runbooks:
+            register_runbook(path)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -688,9 +699,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from renderchaos.errors import ScenarioFailed
     from renderchaos.platforms import platform_class
+    from renderchaos.runbooks import default_registry
 
     try:
         findings = getattr(platform_class(state.platform_spec), "findings", {}) or {}
+        registry = default_registry()
+        for item in items:  # every scenario cites a registered runbook section
+            sc = getattr(item, "callspec", None) and item.callspec.params.get("scenario")
+            if sc is not None and hasattr(sc, "runbook"):
+                registry.resolve(sc.runbook.key, sc.runbook.section)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     for item in items:

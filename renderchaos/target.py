@@ -82,6 +82,9 @@ class Target:
             caps |= {"fault_proxy", *(f"fault_proxy:{r}" for r in self.routes)}
         if self.services and self.disposable:
             caps |= {"containers", *(f"containers:{r}" for r in self.services)}
+            api = {id(c) for c in self.services.get("api", [])}
+            if any(id(c) not in api for c in self.services.get("worker", [])):
+                caps.add("separate:worker")  # a worker can be stopped while the API keeps answering
         if self.database_dsn:
             caps.add("database")
         if self.stack is not None:

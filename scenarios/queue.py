@@ -1,6 +1,6 @@
 """Queue and workers (R §三.2, A §2)."""
 
-from renderchaos.faults.spec import Described, Freeze, Partition, Stop
+from renderchaos.faults.spec import Described, Freeze, Kill, Partition, Stop
 from renderchaos.platforms.base import Feature
 from renderchaos.scenario import Runbook, Scenario
 from renderchaos.wait import Wait
@@ -12,11 +12,26 @@ WORKER_DOWN = Scenario(
     runbook=Runbook("A", "§2.1 任务一直处于 pending 状态"),
     tier="resilience",
     faults=(Stop("worker", index=None),),
+    needs=("separate:worker",),
     symptom="jobs accepted but stay pending, none lost or failed",
     remedy="restart the workers (docker restart jointo-server-celery-ai)",
     detect=Wait(10.0),
     recover=Wait(120.0),
     catches=("worker_ack_early",),
+)
+
+WORKER_KILLED = Scenario(
+    id="queue.worker_killed",
+    title="the process rendering a job killed mid-task, another job queued: after the restart both end "
+          "(redelivered and completed, or failed), none lost, no orphan ffmpeg",
+    runbook=Runbook("R", "§一.2 内存不足 (Killed: 进程被系统终止)"),
+    tier="resilience",
+    faults=(Kill("worker"),),
+    symptom="Killed: the worker process disappears mid-render",
+    remedy="start the worker again (docker start); an unacknowledged task is delivered again (late ack)",
+    detect=Wait(30.0),
+    recover=Wait(120.0),
+    catches=("worker_ack_early", "worker_double_charge"),
 )
 
 #: accepted jobs waiting in the queue while the broker restarts (A §2.1: durable queue, persistent messages)
@@ -42,7 +57,7 @@ WORKER_FROZEN = Scenario(
     runbook=Runbook("R", "§三.2 队列积压 (Worker卡死)"),
     tier="resilience",
     faults=(Described("the worker rendering a job frozen (docker pause) mid-render", ("containers:worker",)),),
-    needs=(Feature.JOB_VIEWS.value,),
+    needs=(Feature.JOB_VIEWS.value, "separate:worker"),
     symptom="the broker drops the silent consumer (missed heartbeats) and redelivers its unacked task",
     remedy="the other worker completes it; unpause the frozen worker",
     detect=Wait(120.0),

@@ -10,7 +10,7 @@ import pytest
 from renderchaos.errors import TargetError, WaitTimeout
 from renderchaos.faults.container import exec_in
 from renderchaos.faults.provider import ProviderBehaviour
-from renderchaos.faults.spec import Freeze, Partition, Stop
+from renderchaos.faults.spec import Freeze, Kill, Partition, Stop
 from renderchaos.faults.workers import ExtraWorkers, FrozenMidTask
 from renderchaos.platforms.base import ErrorKind, Job, JobState, TERMINAL
 from renderchaos.scenario import ScenarioRun, runs
@@ -45,6 +45,37 @@ def test_worker_down_jobs_wait_then_complete(scenario_run: ScenarioRun) -> None:
         pass
     run.heal(down, "restart the workers")
     run.recovered(lambda: all_completed(run, ids), "every job accepted during the outage to complete", poll=POLL)
+    run.steady_state_after()
+
+
+# ---------------------------------------------------------------------------------------
+@runs(Q.WORKER_KILLED)
+def test_worker_killed_mid_task_nothing_lost(scenario_run: ScenarioRun) -> None:
+    run = scenario_run
+    workers = run.target.containers("worker")
+    run.steady_state_before()
+    victim = run.accepted(run.submit(title="killed mid-render", duration=20.0, width=640, height=360), "render")
+    job = wait_for(lambda: (j := run.job(victim)) is not None and j.state is JobState.RUNNING and j,
+                   what="the render to be running on a worker", timeout=run.timeouts.job_completion, poll=POLL)
+    owner = run.platform.worker_container(job, workers)
+    index = workers.index(owner) if owner is not None else (0 if len(workers) == 1 else None)
+    queued = run.accepted(run.submit(title="queued behind it", duration=1.0), "a second render")
+    (spec,) = Q.WORKER_KILLED.faults
+    assert isinstance(spec, Kill)
+    killed = run.inject(Kill(spec.role, index=index, ready_timeout=run.timeouts.stack_start))
+    run.heal(killed, "start the killed worker again")
+
+    def settled() -> Any:
+        lost = [i for i in (victim, queued) if run.job(i) is None]
+        run.expect(not lost, "every accepted job still known to the platform after its worker was killed "
+                   "(redelivered, failed, or waiting): never lost", f"lost: {lost}")
+        return run.terminal(victim, queued)
+
+    jobs = run.recovered(settled, "both jobs to end after the restart", poll=POLL)
+    run.expect(jobs[victim].state in (JobState.COMPLETED, JobState.FAILED),
+               "the killed render completes (redelivered) or fails with an error", brief(jobs[victim]))
+    run.expect(jobs[queued].state is JobState.COMPLETED, "the job queued behind it completes", brief(jobs[queued]))
+    run.journal.notes.append(f"killed render: {brief(jobs[victim])}, attempts {jobs[victim].attempts}")
     run.steady_state_after()
 
 

@@ -355,6 +355,10 @@ class Platform(ABC):
         """Jobs per state across the platform (queue depth), if it can say."""
         return None
 
+    def worker_container(self, job: Job, workers: list[Any]) -> Any | None:
+        """Which of ``workers`` (containers) runs ``job``, if the platform can say."""
+        return None
+
     def hold_workers(self) -> Any:
         """A fault that stops the workers from picking up jobs while the API keeps answering,
         through the platform itself (``None``: freeze the worker containers instead)."""

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from renderchaos.errors import TargetError
+from renderchaos.errors import ConfigError, TargetError
 from renderchaos.platforms.base import (
     Account, Answer, ApiError, Asset, BadCredential, Endpoint, ErrorKind, Feature, Health, InvalidRequest, Job,
     JobState, Platform, PlatformEndpoint, RenderRequest, timed,
@@ -112,7 +112,7 @@ class RefstackPlatform(Platform):
                  transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(endpoint, timeout)
         if not endpoint.admin_token:
-            raise TargetError("the reference stack's adapter needs the admin token (ADMIN_TOKEN) to see jobs; "
+            raise ConfigError("the reference stack's adapter needs the admin token (ADMIN_TOKEN) to see jobs; "
                               "set admin_token in the target file")
         self.transport = transport  # a mock transport in unit tests; None: real HTTP
         self.admin = Admin(endpoint.api_url, endpoint.admin_token, timeout=timeout, transport=transport)
