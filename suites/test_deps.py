@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from renderchaos.faults.db import BulkJobs, DatabaseDropped, HeldConnections, PgAccess, RedisAtMaxmemory, pg_dump
+from renderchaos.faults.spec import Partition
 from renderchaos.platforms.base import Account, Answer, Endpoint, ErrorKind, JobState, RenderRequest, timed
 from renderchaos.probes import db as dbprobe
 from renderchaos.scenario import ScenarioRun, runs
@@ -188,6 +189,16 @@ def test_db_partition_bounded_latency_and_recovery(scenario_run: ScenarioRun) ->
             bad = [a for a in after if not a.ok]
             run.expect(not bad, f"every request right after healing '{label}' succeeds",
                        f"{len(bad)}/{len(after)}: " + "; ".join(map(str, bad[:4])))
+        # A cut nobody notices: the link drops while the API is idle and comes back before any
+        # request. Every pooled connection is dead now, and no failed request has told the pool:
+        # the first requests afterwards must still succeed (pre-ping on checkout, R §四.2).
+        cut = run.inject(next(s for s in D.DB_PARTITION_FAULTS if isinstance(s, Partition)))
+        run.heal(cut, "the link back before any request")
+        after = burst(run, readers, read, 2)
+        bad = [a for a in after if not a.ok]
+        run.journal.notes.append("after a cut while idle: " + ", ".join(sorted(str(a) for a in after)))
+        run.expect(not bad, "every request after a cut the API did not see succeeds (stale pooled connections "
+                   "replaced on checkout)", f"{len(bad)}/{len(after)}: " + "; ".join(map(str, bad[:4])))
         run.recovered(lambda: run.platform.job(run.account, job_id).ok, "the job readable after the heal", poll=POLL)
     finally:
         for c in readers:
@@ -212,8 +223,9 @@ def test_db_pool_exhausted_fails_fast_no_leak(scenario_run: ScenarioRun) -> None
         with db_conn(run) as conn:
             wait_for(lambda: dbprobe.sessions_by_state(conn, api_sessions).get("idle", 0) >= held,
                      what=f"{held} idle pooled API connections held", timeout=run.wait(Wait(10.0)), poll=Poll(0.1))
-        first = run.detect(lambda: (a := send(run, owner, job_ep)).status != 200 and a,
-                           "a request refused while the pool is held", timeout=Wait(10.0))
+        # the symptom: a request refused, or one that waited for a connection (anything but a quick success)
+        first = run.detect(lambda: ((a := send(run, owner, job_ep)).status != 200 or a.elapsed > POOL_FAIL.seconds)
+                           and a, "a request refused (or kept waiting) while the pool is held", timeout=Wait(10.0))
         run.journal.notes.append(f"request during the hold: {first}")
         run.expect(refused_by(first, "database") and first.elapsed <= POOL_FAIL.seconds,
                    f"503 naming the database (database_unavailable) within {POOL_FAIL}", str(first))
