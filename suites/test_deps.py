@@ -43,6 +43,18 @@ HOT_QUERY_BUFFERS = 2_000
 CLIENT_CUTOFF = Wait(40.0, "an answer to one request to the API")
 #: clients of the scenarios that do not time the API's failure (rate limits, reads)
 CLIENT = Wait(15.0, "an answer to one request to the API")
+#: db.down's clients: a request to a stopped database gets its answer well before this
+OUTAGE_CLIENT = Wait(30.0, "an answer to one request while the database is down")
+#: db.pool_exhausted: how long the pool stays held (a scenario step, longer than DB_POOL_TIMEOUT + the checks)
+HOLD_S = 12
+#: the hold's connections all checked out / the first request refused / the cancel waiting on the lock
+HOLD_TAKES = Wait(10.0, "every pooled connection checked out by the hold")
+SYMPTOM_SEEN = Wait(10.0, "the first request during the hold")
+LOCK_WAIT_SEEN = Wait(10.0, "the cancel to wait on the credits row lock")
+#: after the client's own cutoff, the thread that sent the request has this long to end
+THREAD_ENDS = Wait(5.0, "the request thread to end after its client cut off")
+#: a tenant's rate-limit bucket refills (burst 10 at the default rate) within this
+BUCKET_REFILL = Wait(10.0, "the tenant's rate-limit bucket to refill")
 #: an answer at least this slow, while a toxic is on the database route, is the degraded link seen
 SLOW_ANSWER_S = 1.0
 #: a writer may set a key's TTL in a second command within this (R §八: every key has a TTL)
@@ -125,7 +137,7 @@ def test_db_down_fast_503_then_recovers_without_api_restart(scenario_run: Scenar
     # Several tenants (per-key limits), all prepared now: nothing may touch the API's pools during
     # the outage except the one request we time, so a stale pool shows up after the restart.
     readers = [run.open_account(f"db.down reader {i}", credits=100) for i in range(4)]
-    owner, *others = clients(run, [run.account, *readers], timeout=Wait(30.0))
+    owner, *others = clients(run, [run.account, *readers], timeout=OUTAGE_CLIENT)
     read = run.platform.light_read()  # type: ignore[attr-defined]
     try:
         # warm every API process's pool (the API's processes share the listening socket)
@@ -217,15 +229,15 @@ def test_db_pool_exhausted_fails_fast_no_leak(scenario_run: ScenarioRun) -> None
     job_ep = run.platform.job_endpoint(job_id)  # type: ignore[attr-defined]
     api_sessions = run.platform.db_application("api")  # type: ignore[attr-defined]
     try:
-        hold = run.inject(HeldConnections(run.platform, seconds=12))
+        hold = run.inject(HeldConnections(run.platform, seconds=HOLD_S))
         held = hold.held.count
         # wait until the hold has every connection (its thread starts after the answer)
         with db_conn(run) as conn:
             wait_for(lambda: dbprobe.sessions_by_state(conn, api_sessions).get("idle", 0) >= held,
-                     what=f"{held} idle pooled API connections held", timeout=run.wait(Wait(10.0)), poll=Poll(0.1))
+                     what=f"{held} idle pooled API connections held", timeout=run.wait(HOLD_TAKES), poll=Poll(0.1))
         # the symptom: a request refused, or one that waited for a connection (anything but a quick success)
         first = run.detect(lambda: ((a := send(run, owner, job_ep)).status != 200 or a.elapsed > POOL_FAIL.seconds)
-                           and a, "a request refused (or kept waiting) while the pool is held", timeout=Wait(10.0))
+                           and a, "a request refused (or kept waiting) while the pool is held", timeout=SYMPTOM_SEEN)
         run.journal.notes.append(f"request during the hold: {first}")
         run.expect(refused_by(first, "database") and first.elapsed <= POOL_FAIL.seconds,
                    f"503 naming the database (database_unavailable) within {POOL_FAIL}", str(first))
@@ -292,7 +304,7 @@ def _provoke_deadlock(run: ScenarioRun, owner: httpx.Client, job_id: str) -> tup
         t.start()
         try:
             waiters = run.detect(lambda: dbprobe.lock_waiters(conn, api_sessions),
-                                 "the cancel waiting for the credits row lock", timeout=Wait(10.0), poll=Poll(0.02))
+                                 "the cancel waiting for the credits row lock", timeout=LOCK_WAIT_SEEN, poll=Poll(0.02))
             run.journal.notes.append(f"API waiting: {waiters}")
             conn.execute(*then_update)
             conn.execute("COMMIT")
@@ -303,7 +315,7 @@ def _provoke_deadlock(run: ScenarioRun, owner: httpx.Client, job_id: str) -> tup
         finally:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
-    wait_for(lambda: not t.is_alive(), what="the cancel request to answer", timeout=run.wait(CLIENT_CUTOFF) + 5,
+    wait_for(lambda: not t.is_alive(), what="the cancel request to answer", timeout=run.wait(CLIENT_CUTOFF) + run.wait(THREAD_ENDS),
              poll=Poll(0.05))
     if note == "victim" and result["cancel"].status == 200:
         return None
@@ -387,7 +399,7 @@ def test_redis_down_api_stays_up_fail_open(scenario_run: ScenarioRun) -> None:
             run.recovered(lambda: _limited(_rate_limited(run, tenant, read)),
                           "per-key limit in force again (rate_limited on a burst)", poll=POLL)
             wait_for(lambda: send(run, tenant, read).ok, what="the tenant's bucket to refill",
-                     timeout=run.wait(Wait(10.0)), poll=Poll(0.5))
+                     timeout=run.wait(BUCKET_REFILL), poll=Poll(0.5))
         run.expect(api_started(run) == started, "the API container was not restarted",
                    f"StartedAt {started} -> {api_started(run)}")
     finally:
