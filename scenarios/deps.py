@@ -18,7 +18,7 @@ DB_DOWN = Scenario(
     title="Postgres stopped: fast 503 naming the database, recovery without restarting the API",
     runbook=Runbook("R", "§四.2 数据库连接失败"),
     faults=(Stop("database"),),
-    needs=("database",),
+    needs=("database", "containers:api"),  # containers:api: proof that the API was not restarted
     tier="resilience",
     symptom="API requests get 503 database_unavailable within seconds; /health 503 names `database`",
     remedy="start Postgres; the API's pool (pre-ping) reconnects by itself, the API is NOT restarted",
@@ -73,12 +73,15 @@ DB_DEADLOCK = Scenario(
 
 DB_SLOW_QUERY = Scenario(
     id="db.slow_query",
-    title="200k jobs: the hot queries (by user, by status, by created_at) use indexes",
+    title="200k jobs: the hot queries (by user, by status, by created_at) read few rows, for users with few and "
+          "many jobs",
     runbook=Runbook("R", "§三.3 数据库慢查询"),
-    faults=(Described("200 000 jobs bulk-inserted (realistic status mix, `pending` rare), ANALYZE", ("database",)),),
+    faults=(Described("200 000 jobs bulk-inserted through the platform's schema (realistic status mix, `pending` "
+                      "rare), ANALYZE", ("database",)),),
     needs=("reference_stack",),
     tier="resilience",
-    symptom="EXPLAIN of a hot query shows Seq Scan on jobs (R §三.3 问题1: 缺少索引)",
+    symptom="EXPLAIN (ANALYZE, BUFFERS) of a hot query reads thousands of rows or buffers, or takes long "
+            "(R §三.3 问题1: 缺少索引): a Seq Scan, or the wrong index walked with a filter",
     remedy="none: the schema must already have the indexes",
     detect=Wait(60.0),
     recover=Wait(60.0),
@@ -90,7 +93,7 @@ REDIS_DOWN = Scenario(
     title="Redis stopped / partitioned: API up, rate limiting fails open (documented), recovery without restart",
     runbook=Runbook("R", "§四.3 Redis连接失败"),
     faults=(Stop("cache"), Partition("cache")),
-    needs=(Feature.RATE_LIMITS.value,),
+    needs=(Feature.RATE_LIMITS.value, "containers:api"),  # containers:api: proof that the API was not restarted
     tier="gate",
     symptom="/health 503 names `redis`; requests keep being served (RATE_LIMIT_FAIL_MODE=open)",
     remedy="start Redis / heal the route; the API reconnects by itself and per-key limits apply again",
@@ -104,8 +107,10 @@ REDIS_MAXMEMORY = Scenario(
     title="Redis at maxmemory: eviction policy set, keys have TTLs, API, limits and workers keep working",
     runbook=Runbook("R", "§八 Redis内存持续增长"),
     faults=(Described("CONFIG SET maxmemory (current use + 4 MiB) and filled with TTL'd keys", ("containers:cache",)),),
+    needs=(Feature.RATE_LIMITS.value,),
     tier="gate",
-    symptom="used_memory at maxmemory",
+    symptom="used_memory at maxmemory; a key written without a TTL (every write watched through keyspace "
+            "notifications, its TTL read right after)",
     remedy="R §四.3: maxmemory-policy allkeys-lru; every key carries a TTL (R §八 1./2.)",
     detect=Wait(10.0),
     recover=Wait(30.0),
@@ -116,7 +121,10 @@ DATA_RESTORE = Scenario(
     id="data.restore",
     title="backup drill: pg_dump, drop the database, pg_restore; every job and balance in the backup is back",
     runbook=Runbook("R", "§六.2 数据丢失"),
-    faults=(Described("pg_dump after N jobs, more jobs, then DROP DATABASE", ("containers:database", "containers:api", "containers:worker")),),
+    # R §六.2 step 1 (stop writes: API, workers), then the disaster the drill recovers from
+    faults=(Stop("api"), Stop("worker"),
+            Described("pg_dump after N jobs, more jobs, then DROP DATABASE (tools run in the database container)",
+                      ("containers:database",))),
     needs=("database",),
     tier="resilience",
     symptom="the API cannot serve (database gone)",

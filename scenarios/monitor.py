@@ -9,9 +9,17 @@ ALERTS = Scenario(
     id="monitor.alerts",
     title="the runbook's alert rules fire while each fault lasts and clear after recovery",
     runbook=Runbook("R", "§七 监控告警 (关键告警规则)"),
-    faults=(Described("in turn: API stopped; database route down under traffic; provider latency 1.5 s under "
-          "traffic; workers stopped + a burst; AI jobs failing; render inputs corrupt", ("containers:api", "containers:worker", "reference_stack")),),
-    needs=(Feature.METRICS.value,),
+    # in turn, each alert's fault (the suite injects these, in this order)
+    faults=(Stop("api"),  # ServiceDown
+            Partition("database", label="the database route down (under traffic)"),  # HighErrorRate
+            Toxic("provider", "latency", {"latency": 1500, "jitter": 0},
+                  label="the AI provider 1.5 s slower (under traffic)"),  # SlowAPIResponse
+            Stop("worker"),  # QueueBacklog (with a burst of renders)
+            Described("AI jobs for a model the provider does not have", (Feature.AI_JOBS.value,)),  # HighTaskFailureRate
+            Described("render inputs that fail the platform's media check, then good renders",
+                      (Feature.ASSETS.value,))),  # LowRenderSuccessRate
+    # reference_stack: Prometheus runs as a container of the stack's context, on its own stack
+    needs=(Feature.METRICS.value, "reference_stack"),
     tier="resilience",  # stops the API, the workers and the database in turn
     symptom="ServiceDown, HighErrorRate, SlowAPIResponse, QueueBacklog, HighTaskFailureRate, "
             "LowRenderSuccessRate (real Prometheus over the API's /metrics)",

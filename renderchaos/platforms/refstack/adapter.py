@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -74,6 +75,43 @@ EXPIRED_TOKEN = re.compile(r"expir", re.I)
 #: endpoints the fuzzer leaves alone: they act on the stack by design (holding the DB pool,
 #: publishing leak tasks) rather than on the caller's data
 FUZZ_EXCLUDED = ("/admin/hold-connections", "/admin/leak")
+
+#: the runbook's alert rules, shipped with the reference stack (R §七)
+ALERT_RULES = Path(__file__).resolve().parents[3] / "refstack" / "alerts" / "rules.yml"
+
+#: The render API's hot queries (R §三.3, A §4.3), as refstack runs them.
+HOT_QUERIES: dict[str, str] = {
+    # GET /v1/videos: a user's jobs, newest first, keyset page
+    "jobs by user": "SELECT * FROM jobs WHERE user_id = %(user_id)s AND kind = 'render' "
+                    "ORDER BY created_at DESC, id DESC LIMIT 21",
+    # GET /v1/videos?status=pending
+    "jobs by user and status": "SELECT * FROM jobs WHERE user_id = %(user_id)s AND kind = 'render' "
+                               "AND status = 'pending' ORDER BY created_at DESC, id DESC LIMIT 21",
+    # GET /admin/jobs?status=pending,running: what is in flight (the ledger and dashboards ask this)
+    "jobs by status": "SELECT * FROM jobs WHERE status IN ('pending', 'running') "
+                      "ORDER BY created_at DESC LIMIT 100",
+    # GET /admin/jobs: newest jobs
+    "jobs by created_at": "SELECT * FROM jobs ORDER BY created_at DESC LIMIT 100",
+    # GET /admin/jobs?status=..&... last day's failures (by status and created_at)
+    "recent failures": "SELECT * FROM jobs WHERE status = 'failed' AND created_at > now() - interval '1 day' "
+                       "ORDER BY created_at DESC LIMIT 100",
+}
+
+#: fill_jobs: rows of users named %(tag)s, one job every 39 s back from now, a fleet's status mix
+FILL_JOBS_SQL = """
+    WITH u AS (SELECT id, row_number() OVER () - 1 AS n FROM users WHERE name = %(tag)s)
+    INSERT INTO jobs (id, user_id, kind, status, progress, cost, params, created_at, updated_at, finished_at)
+    SELECT gen_random_uuid(), u.id, CASE WHEN g %% 10 = 0 THEN 'ai' ELSE 'render' END,
+           s.status, CASE WHEN s.status = 'completed' THEN 100 ELSE 0 END, 10, '{}'::jsonb,
+           c.at, c.at, CASE WHEN s.status IN ('pending', 'running') THEN NULL ELSE c.at + interval '1 minute' END
+    FROM generate_series(1, %(rows)s) AS g
+    JOIN u ON u.n = g %% %(users)s
+    CROSS JOIN LATERAL (SELECT CASE
+        WHEN g %% 1000 = 0 THEN 'pending' WHEN g %% 1000 = 1 THEN 'running'
+        WHEN g %% 100 < 6 THEN 'failed' WHEN g %% 100 < 8 THEN 'cancelled' WHEN g %% 100 = 8 THEN 'timeout'
+        ELSE 'completed' END AS status) s
+    CROSS JOIN LATERAL (SELECT now() - (g * interval '39 seconds') AS at) c
+"""
 
 
 def _dt(value: Any) -> datetime | None:
@@ -479,9 +517,9 @@ class RefstackPlatform(Platform):
                           lambda r: r.json()["data"]["job_id"])
 
     # -- test hooks (reference stack only) -----------------------------------------------
-    def hold_db_connections(self, seconds: int, count: int | None = None) -> int | None:
-        """Check out every pooled connection of the API process that answers, for ``seconds``
-        (A §4.1). Returns that process's pid."""
+    def hold_db_connections(self, seconds: int, count: int | None = None) -> "HeldPool":
+        """Check out ``count`` (default: pool_size + max_overflow) pooled connections of the API
+        process that answers, for ``seconds`` (A §4.1). The hold starts after the answer."""
         body: dict[str, Any] = {"seconds": seconds}
         if count is not None:
             body["count"] = count
@@ -489,7 +527,78 @@ class RefstackPlatform(Platform):
         if resp.status_code != 202:
             raise TargetError(f"hold-connections answered {resp.status_code}: {resp.text[:300]}",
                               status=resp.status_code)
-        return resp.json().get("pid")
+        d = resp.json()
+        return HeldPool(pid=d.get("pid"), count=int(d.get("count") or count or 0), seconds=int(d.get("seconds", seconds)))
+
+    # -- single operations as endpoints (scenarios that time raw requests themselves, with a
+    #    client-side timeout of their own: run.platform.http(account, timeout=...)) ---------
+    def job_endpoint(self, job_id: str) -> Endpoint:
+        """Read one render job as its owner."""
+        return Endpoint("GET", f"/v1/videos/{job_id}", "read one render job")
+
+    def cancel_endpoint(self, job_id: str) -> Endpoint:
+        """Cancel one render job as its owner (R §二: DELETE the job)."""
+        return Endpoint("DELETE", f"/v1/videos/{job_id}", "cancel a render job")
+
+    def provider_read(self) -> Endpoint:
+        """A cheap authenticated read that waits on the AI provider (the model list): a slow
+        provider makes it slow (SlowAPIResponse)."""
+        return Endpoint("GET", "/api/v1/ai/models", "list the AI models (asks the provider)")
+
+    def metrics_endpoint(self) -> Endpoint:
+        """Where a Prometheus scrapes the API (job ``video-api`` in the runbook's rules)."""
+        return Endpoint("GET", "/metrics", "Prometheus exposition of the API")
+
+    def alert_rules_file(self) -> Path:
+        """The runbook's Prometheus alert rules for this platform (R §七)."""
+        return ALERT_RULES
+
+    # -- the platform's database (capability ``database``: the harness reads it directly) --
+    def db_application(self, role: str) -> str:
+        """A LIKE pattern on ``pg_stat_activity.application_name`` for the sessions of ``role``."""
+        return {"api": "refstack-api", "worker": "refstack-worker"}.get(role, "refstack%")
+
+    def hot_queries(self) -> dict[str, str]:
+        """The render API's hot queries as it runs them (R §三.3, A §4.3), with ``%(user_id)s``
+        where they are per user. Keep in step with refstack/api/app.py list_videos and
+        refstack/api/admin.py admin_jobs."""
+        return dict(HOT_QUERIES)
+
+    def fill_jobs(self, conn: Any, tag: str, rows: int, users: int) -> dict[str, str]:
+        """Bulk-insert ``rows`` jobs of ``users`` new users (named ``tag``) created over 90 days
+        with the status mix of a real fleet (pending rare), plus one user with only a few old
+        jobs; ANALYZE. Returns ``{"many": user id with rows/users jobs, "few": user id with 3}``."""
+        conn.execute("INSERT INTO users (id, name) SELECT gen_random_uuid(), %s FROM generate_series(1, %s)",
+                     (tag, users))
+        conn.execute(FILL_JOBS_SQL, {"tag": tag, "rows": rows, "users": users})
+        few = conn.execute("INSERT INTO users (id, name) VALUES (gen_random_uuid(), %s) RETURNING id",
+                           (tag,)).fetchone()[0]
+        conn.execute("INSERT INTO jobs (id, user_id, kind, status, progress, cost, params, created_at, updated_at, "
+                     "finished_at) SELECT gen_random_uuid(), %s, 'render', 'completed', 100, 10, '{}'::jsonb, "
+                     "now() - interval '100 days' + g * interval '1 hour', now() - interval '100 days', "
+                     "now() - interval '100 days' FROM generate_series(1, 3) AS g", (few,))
+        conn.execute("ANALYZE jobs")
+        many = conn.execute("SELECT user_id FROM jobs JOIN users ON users.id = jobs.user_id WHERE users.name = %s "
+                            "AND user_id <> %s LIMIT 1", (tag, few)).fetchone()[0]
+        return {"many": str(many), "few": str(few)}
+
+    def remove_filled_jobs(self, conn: Any, tag: str) -> None:
+        """Undo :meth:`fill_jobs` (jobs cascade with their users)."""
+        conn.execute("DELETE FROM users WHERE name = %s", (tag,))
+
+    def deadlock_statements(self, account: Account, job_id: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The harness's side of the deadlock in refstack's README: first lock the owner's
+        credits row (a cancel of ``job_id`` locks the job, then waits for it), then update
+        the job (opposite lock order)."""
+        return (("UPDATE credits SET balance = balance WHERE user_id = %s", (account.id,)),
+                ("UPDATE jobs SET updated_at = now() WHERE id = %s", (job_id,)))
+
+    def db_snapshot(self, conn: Any) -> tuple[dict[str, str], dict[str, int]]:
+        """Every job's status and every account's balance, read from the database (the backup
+        drill compares them before and after a restore)."""
+        jobs = dict(conn.execute("SELECT id::text, status FROM jobs").fetchall())
+        balances = {u: int(b) for u, b in conn.execute("SELECT user_id::text, balance FROM credits").fetchall()}
+        return jobs, balances
 
     def leak(self, count: int, mb: int) -> httpx.Response:
         """Publish tasks that each leak ``mb`` MiB in the worker (worker.memory_leak)."""
@@ -511,6 +620,15 @@ class RefstackPlatform(Platform):
 
     def user(self, account: Account) -> dict[str, Any]:
         return self.admin.user(account.id)
+
+
+@dataclass(frozen=True)
+class HeldPool:
+    """A hold on the API's database pool (hold_db_connections)."""
+
+    pid: int | None  # the API process whose pool is held
+    count: int  # connections held
+    seconds: int
 
 
 def _account(u: User) -> Account:
