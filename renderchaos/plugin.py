@@ -198,6 +198,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ResultsPlugin(config.stash[STATE]), "renderchaos-results")
         if explicit:
             _term_as_interrupt()
+        if getattr(config.option, "numprocesses", None) and config.pluginmanager.hasplugin("xdist"):
+            # the controller of an -n run creates no container itself, but if it is killed its workers
+            # must go at once (they would go on creating containers): its own watcher ends them
+            import shutil
+
+            from renderchaos.stack.reaper import Reaper
+
+            state = config.stash[STATE]
+            state.cli = "podman" if shutil.which("podman") else "docker"
+            state.reaper = Reaper.start(run_id, state.cli, None)
     else:
         from renderchaos.stack.reaper import register_process
 
