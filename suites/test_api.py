@@ -438,11 +438,13 @@ def test_fuzz_no_5xx_no_stack_traces(scenario_run: ScenarioRun, chaos_seed: int,
                                poll=Poll(0.1, tolerate=()))
     run.journal.notes.append(f"fuzz {first.summary()}; {second.summary()}")
     run.journal.extra["fuzz"] = {"explicit": first.requests, "generated": second.requests,
-                                 "statuses": {"explicit": first.statuses, "generated": second.statuses}}
+                                 "statuses": {"explicit": first.statuses, "generated": second.statuses},
+                                 "problems": [p[:600] for p in (first.problems + second.problems)[:50]]}
     problems = first.problems + second.problems
     run.expect(not problems, "no 5xx and no stack trace for any explicit or generated input",
-               f"{len(problems)} bad answers ({len(first.problems)} explicit, {len(second.problems)} generated; "
-               f"replay with --chaos-seed {chaos_seed}): " + " | ".join(problems[:5]))
+               lambda: f"{len(problems)} bad answers ({len(first.problems)} explicit, {len(second.problems)} generated; "
+                       f"replay with --chaos-seed {chaos_seed}): {'; '.join((first.failed + second.failed)[:12])}"
+                       f"\n  first in full: " + " | ".join(problems[:3]))
     run.expect(second.reached >= examples // 2, "most generated requests reach the handlers (not rate limited)",
                f"statuses {second.statuses}")
 

@@ -398,6 +398,8 @@ class FuzzReport:
     requests: int = 0
     statuses: dict[int, int] = field(default_factory=dict)  # 0: no answer
     problems: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one line per problem: request and what came back
+    resent: int = 0  # requests sent again after the connection dropped under them
 
     def __bool__(self) -> bool:  # a phase that ran is an observation, whatever it found
         return True
@@ -406,17 +408,25 @@ class FuzzReport:
         self.requests += 1
         status = resp.status_code if resp is not None else 0
         self.statuses[status] = self.statuses.get(status, 0) + 1
+        line = f"{req.method} {req.path}" + (f" [{req.what}]" if req.what else "")
         if resp is None:
-            self.problems.append(f"{req.short()}: transport error {error}")
+            self._problem(f"{req.short()}: transport error {error}", f"{line} -> no answer")
             return
         trace = looks_like_stack_trace(resp.text)
         if resp.status_code >= 500:
-            self.problems.append(f"{req.short()} -> {resp.status_code}"
-                                 f"{' with a stack trace in the body' if trace else ''} {resp.text[:300]}")
+            self._problem(f"{req.short()} -> {resp.status_code}"
+                          f"{' with a stack trace in the body' if trace else ''} {resp.text[:300]}",
+                          f"{line} -> {resp.status_code}")
         elif trace:
-            self.problems.append(f"{req.short()} -> {resp.status_code}: stack trace in the body {resp.text[:300]}")
+            self._problem(f"{req.short()} -> {resp.status_code}: stack trace in the body {resp.text[:300]}",
+                          f"{line} -> {resp.status_code} with a stack trace")
         elif resp.status_code == 429 and self.phase == "explicit":
-            self.problems.append(f"{req.short()} -> 429 until the deadline: this explicit case was not tested")
+            self._problem(f"{req.short()} -> 429 until the deadline: this explicit case was not tested",
+                          f"{line} -> 429 (not tested)")
+
+    def _problem(self, full: str, line: str) -> None:
+        self.problems.append(full)
+        self.failed.append(line)
 
     @property
     def reached(self) -> int:
@@ -424,7 +434,8 @@ class FuzzReport:
         return sum(n for s, n in self.statuses.items() if s != 429)
 
     def summary(self) -> str:
-        return f"{self.phase}: {self.requests} requests, statuses {dict(sorted(self.statuses.items()))}"
+        again = f", {self.resent} sent again on a fresh connection" if self.resent else ""
+        return f"{self.phase}: {self.requests} requests, statuses {dict(sorted(self.statuses.items()))}{again}"
 
 
 def send_fuzz(http: httpx.Client, req: FuzzRequest, report: FuzzReport,
@@ -434,8 +445,17 @@ def send_fuzz(http: httpx.Client, req: FuzzRequest, report: FuzzReport,
     def once() -> httpx.Response:
         return http.request(req.method, req.path, params=req.params or None, headers=req.headers, content=req.body)
 
+    def answer() -> httpx.Response:
+        return honour_retry_after(once, deadline) if deadline is not None else once()
+
     try:
-        resp = honour_retry_after(once, deadline) if deadline is not None else once()
+        try:
+            resp = answer()
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            # a kept-alive connection the server closed (after a 500, say) fails the next request
+            # sent on it: once more on a fresh connection; no answer twice is a problem
+            report.resent += 1
+            resp = answer()
     except httpx.HTTPError as exc:
         report.record(req, None, f"{type(exc).__name__}: {exc}")
         return None
@@ -468,12 +488,19 @@ def _mutants(value: Any) -> Iterator[tuple[str, Any]]:
                 yield f"{big:g}", big
 
 
+_ABSENT = object()
+
+
 def _with(body: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``body`` with the field at ``path`` set to ``value`` (removed: ``_ABSENT``)."""
     out = json.loads(json.dumps(body))
     node = out
     for key in path[:-1]:
         node = node[key]
-    node[path[-1]] = value
+    if value is _ABSENT:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
     return out
 
 
@@ -484,9 +511,9 @@ def explicit_cases(seeds: Sequence[tuple["Endpoint", Mapping[str, str] | None]],
     ``seeds`` are valid requests with a JSON body (from the adapter's ``fuzz_seeds``), each with
     the headers to send (``None``: a tenant's credentials, taken in turn from ``tenants`` so a
     per-key limit does not answer instead of the handler). For each seed: malformed JSON bodies;
-    then, for every field of its body (nested ones too), the seed changed in that one place: null,
-    a lone surrogate and over-long strings (NAME_MAX + 1, 4 KiB) for strings, huge and negative
-    numbers for numbers.
+    then, for every field of its body (nested ones too), the seed changed in that one place: the
+    field absent, null, a lone surrogate and over-long strings (NAME_MAX + 1, 4 KiB) for strings,
+    huge and negative numbers for numbers.
     """
     out: list[FuzzRequest] = []
     seen: set[tuple[str, str, bytes]] = set()
@@ -515,6 +542,8 @@ def explicit_cases(seeds: Sequence[tuple["Endpoint", Mapping[str, str] | None]],
             add(ep, given, raw, f"malformed JSON: {name}")
         for path, value in _fields(ep.json):
             where = ".".join(str(p) for p in path)
+            if isinstance(path[-1], str):  # an object's member: also the seed without it
+                add(ep, given, json.dumps(_with(ep.json, path, _ABSENT)).encode(), f"{where}: absent")
             for what, new in _mutants(value):
                 add(ep, given, json.dumps(_with(ep.json, path, new)).encode(), f"{where}: {what}")
     return out

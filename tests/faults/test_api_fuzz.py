@@ -1,8 +1,8 @@
 """The fuzzing helpers of renderchaos.faults.api, against an in-process app behind httpx's
 MockTransport (our own code under test: no platform involved).
 
-The app has the bugs api.fuzz exists to find: a 500 on malformed JSON, on a lone surrogate in a
-string, on a null or huge integer, on a name over NAME_MAX; the explicit cases must find each of
+The app has the bugs api.fuzz exists to find: a 500 on malformed JSON, on a missing field, on a
+lone surrogate in a string, on a null or huge integer, on a name over NAME_MAX; the explicit cases must find each of
 them every time, whatever the seed.
 """
 
@@ -33,6 +33,8 @@ def app(bugs: set[str]) -> httpx.MockTransport:
             return httpx.Response(400, json={"error": {"code": "invalid_parameter", "field": "body"}})
         if not isinstance(body, dict):
             return httpx.Response(400, json={"error": {"code": "invalid_parameter", "field": "body"}})
+        if "size" not in body and "missing" in bugs:
+            return httpx.Response(500, text="KeyError: 'size'")
         name = body.get("name")
         if isinstance(name, str) and LONE_SURROGATE in name and "surrogate" in bugs:
             return httpx.Response(500, text="UnicodeEncodeError")
@@ -60,7 +62,7 @@ def test_explicit_cases_cover_every_field_and_malformed_json() -> None:
     cases = explicit_cases([(SEED, None)], TENANTS)
     what = {c.what for c in cases}
     for field in ("name", "size", "opts", "opts.ttl", "opts.ok"):
-        assert f"{field}: null" in what
+        assert f"{field}: null" in what and f"{field}: absent" in what
     assert "name: a lone surrogate" in what and f"name: {NAME_MAX + 1} characters" in what
     assert {"opts.ttl: 1000000000000", "opts.ttl: 9223372036854775808", "size: -1"} <= what
     assert sum(1 for w in what if w.startswith("malformed JSON")) >= 6
@@ -82,7 +84,7 @@ def test_a_correct_app_gives_no_problems() -> None:
     assert report.requests > 30 and not report.problems, report.problems[:3]
 
 
-@pytest.mark.parametrize("bug", ["malformed", "surrogate", "long_name", "null", "huge"])
+@pytest.mark.parametrize("bug", ["malformed", "missing", "surrogate", "long_name", "null", "huge"])
 def test_explicit_cases_find_each_bug_every_time(bug: str) -> None:
     report = run_explicit({bug})
     assert report.problems, f"the explicit cases missed the {bug} bug: {report.summary()}"
