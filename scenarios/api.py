@@ -1,7 +1,7 @@
 """API scenarios (R §二, R §六.3, A §1): the front door under bad credentials, bad input and load."""
 
-from renderchaos.faults.spec import Described, Input, Partition, Stop, Toxic  # noqa: F401
-from renderchaos.platforms.base import Feature  # noqa: F401
+from renderchaos.faults.spec import Described, Input
+from renderchaos.platforms.base import Feature
 from renderchaos.scenario import Runbook, Scenario
 from renderchaos.wait import Wait
 
@@ -9,8 +9,10 @@ AUTH = Scenario(
     id="api.auth",
     title="every 401 names the mistake; a new key / re-login then works",
     runbook=Runbook("R", "§二.1 认证错误 (A §1.1 401 Unauthorized)"),
-    faults=(Input("no header; 'Authorisation' misspelt; no 'Bearer'; key with pasted whitespace; deleted key; "
-          "expired token on the AI API"),),
+    faults=(Input("no header; 'Authorisation' misspelt; no 'Bearer'; key with pasted whitespace; a key that "
+                  "does not exist (wrong key, garbled key)"),
+            Described("a revoked (deleted) API key still sent", (Feature.AUTH.value,)),
+            Described("an expired access token on both APIs", (Feature.AUTH.value,))),
     needs=(Feature.AUTH.value, Feature.AI_JOBS.value),
     tier="gate",
     symptom="401 unauthorized with the documented envelope",
@@ -37,7 +39,8 @@ VALIDATION = Scenario(
     id="api.validation",
     title="bad request bodies get 400 invalid_parameter / VALIDATION_ERROR naming the field, never 500",
     runbook=Runbook("R", "§二.3 参数错误 (A §1.3 400 Bad Request)"),
-    faults=(Input("missing template_id, template_id: 123, data.price: \"99\", malformed JSON, oversize body"),),
+    faults=(Input("missing template_id, template_id: 123, data.price: \"99\", malformed JSON, oversize body, "
+                  "empty body, wrong types on the AI API, login without phone"),),
     needs=(Feature.VALIDATION.value,),
     tier="gate",
     symptom="400 with field",
@@ -62,7 +65,8 @@ CREDITS = Scenario(
     id="api.credits",
     title="balance below the job cost gets 402; concurrent submits never drive the balance negative",
     runbook=Runbook("A", "§1.4 402 Payment Required"),
-    faults=(Input("balance below the job cost; 10 concurrent submits against a balance worth 3 jobs"),),
+    faults=(Described("balance one credit below the cheapest job", (Feature.CREDITS.value,)),
+            Input("10 concurrent submits against a balance worth 3 jobs")),
     needs=(Feature.CREDITS.value, Feature.AI_JOBS.value),
     tier="gate",
     symptom="402 INSUFFICIENT_CREDITS",
@@ -72,9 +76,12 @@ CREDITS = Scenario(
 
 FUZZ = Scenario(
     id="api.fuzz",
-    title="generated bad input over every endpoint: no 5xx, no stack trace in any body",
+    title="explicit and generated bad input over every endpoint: no 5xx, no stack trace in any body",
     runbook=Runbook("R", "§二.3 参数错误 (A §1.3)"),
-    faults=(Input("hypothesis-generated methods, paths, ids, headers, query strings and bodies (seeded from the run seed)"),),
+    faults=(Input("explicit cases every run: malformed JSON bodies, and a lone surrogate, null, huge numbers and "
+                  "over-long strings in every field of every operation's body"),
+            Input("hypothesis-generated methods, paths, ids, headers, query strings and bodies over the OpenAPI "
+                  "paths (seeded from the run seed)")),
     needs=(Feature.OPENAPI.value,),
     tier="gate",
     symptom="4xx envelopes only",
@@ -101,7 +108,8 @@ FLOOD = Scenario(
     id="api.flood",
     title="one client floods: its excess gets 429/503, other clients keep their latency",
     runbook=Runbook("R", "§六.3 限流 (limit_req zone=api rate=10r/s burst=20)"),
-    faults=(Input("one client (127.0.0.2) floods with 2 connections, bounded to 600 requests / 6 s"),),
+    faults=(Described("one client (127.0.0.2) floods with 2 connections, bounded to 600 requests / 6 s",
+                      (Feature.RATE_LIMITS.value,)),),
     needs=(Feature.RATE_LIMITS.value, Feature.ACCOUNTS.value),
     tier="gate",
     symptom="the flooder gets 429 beyond 10 r/s + burst 20",

@@ -72,6 +72,15 @@ _BAD_CREDENTIALS: tuple[tuple[str, str, Callable[[str], dict[str, str]], str], .
 DELETED_KEY = re.compile(r"delet|revok", re.I)
 EXPIRED_TOKEN = re.compile(r"expir", re.I)
 
+#: normalised kind -> the code of the render API's envelope and of the AI API's (R §二, A §1)
+ENVELOPE_CODES: dict[ErrorKind, tuple[str, str]] = {
+    ErrorKind.UNAUTHORIZED: ("unauthorized", "UNAUTHORIZED"),
+    ErrorKind.INVALID_PARAMETER: ("invalid_parameter", "VALIDATION_ERROR"),
+    ErrorKind.RATE_LIMITED: ("rate_limit_exceeded", "RATE_LIMIT_EXCEEDED"),
+    ErrorKind.NOT_FOUND: ("not_found", "NOT_FOUND"),
+    ErrorKind.INSUFFICIENT_CREDITS: ("insufficient_credits", "INSUFFICIENT_CREDITS"),
+}
+
 #: endpoints the fuzzer leaves alone: they act on the stack by design (holding the DB pool,
 #: publishing leak tasks) rather than on the caller's data
 FUZZ_EXCLUDED = ("/admin/hold-connections", "/admin/leak")
@@ -377,6 +386,15 @@ class RefstackPlatform(Platform):
     def token_of(self, login: httpx.Response) -> str:
         return login.json()["data"]["access_token"]
 
+    def auth_headers(self, secret: str) -> dict[str, str]:
+        """The headers a client sends with ``secret`` (an API key or an access token)."""
+        return {"Authorization": f"Bearer {secret}"}
+
+    def harness_credentials(self) -> list[dict[str, str]]:
+        """Credentials the harness holds beyond its tenants' (the admin token): the fuzzer
+        sends them too, so the admin API is fuzzed authenticated."""
+        return [self.auth_headers(self.admin_token)] if self.admin_token else []
+
     def auth_probes(self, ai_token: str | None = None) -> list[tuple[str, bool, str]]:
         """(what, is_ai, path) of requests that must be authenticated before anything else:
         the render list and an AI job that does not exist (a 401, never a 404)."""
@@ -477,17 +495,53 @@ class RefstackPlatform(Platform):
              "read"),
         ]
 
+    def fuzz_seeds(self, victim: Account) -> list[tuple[Endpoint, dict[str, str] | None]]:
+        """Valid requests with a JSON body, one per operation that takes one, that api.fuzz
+        changes field by field (explicit cases): with the headers to send them with, ``None``
+        meaning a tenant's own key. ``victim`` is a zero-credit account the admin operations act
+        on (its phone and password log in).
+
+        The admin user is created without a phone (phones are unique: a second valid mutant
+        would be a 409 conflict, not the case under test); the render request exists twice,
+        once plain and once naming assets (mutants of the asset names reach path resolution)."""
+        admin = self.harness_credentials()[0] if self.admin_token else {}
+        uid = victim.id
+        missing = f"rc-missing-{uuid.uuid4().hex[:10]}"
+        return [
+            (Endpoint("POST", "/v1/videos", "submit a render", render_body(title="fuzz", duration=0.5)), None),
+            (Endpoint("POST", "/v1/videos", "submit a render from assets",
+                      render_body(title="fuzz", duration=0.5, input_asset=f"{missing}/clip.mp4",
+                                  audio_asset=f"{missing}/track.m4a")), None),
+            (Endpoint("POST", "/api/v1/ai/jobs", "submit an AI job", {"model": AI_MODEL, "prompt": "hello"}), None),
+            (Endpoint("POST", "/api/v1/auth/login", "log in",
+                      {"phone": victim.extra.get("phone"), "password": victim.extra.get("password")}), {}),
+            (Endpoint("POST", "/admin/users", "create a user",
+                      {"credits": 0, "name": "fuzz", "password": "fuzz-password"}), admin),
+            (Endpoint("PUT", f"/admin/users/{uid}/credits", "set a balance", {"credits": 0}), admin),
+            (Endpoint("POST", f"/admin/users/{uid}/tokens", "issue a token",
+                      {"expired": False, "ttl_seconds": 3600}), admin),
+        ]
+
+    def conversation_of(self, answer: Answer[Any]) -> str:
+        """The conversation an accepted AI job (:meth:`ai_submit`) belongs to."""
+        assert answer.response is not None
+        return str(answer.response.json()["data"]["conversation_id"])
+
     def job_params(self, job_id: str) -> dict[str, Any]:
         """The parameters the platform stored for a job (payloads must be stored literally)."""
         return (self.admin.job(job_id) or {}).get("params") or {}
 
     # -- the runbooks' envelopes (extra conformance check) ---------------------------------
-    def envelope_problem(self, resp: httpx.Response, status: int, code: str, *, ai: bool | None = None) -> str | None:
+    def envelope_problem(self, resp: httpx.Response, status: int, code: str | ErrorKind, *,
+                         ai: bool | None = None) -> str | None:
         """None if ``resp`` is ``status`` with the documented envelope carrying ``code``: the render
         API's ``{"error": {"code", "message"}}`` (R §二) or the AI API's
-        ``{"success": false, "message", "error_code"}`` (A §1)."""
+        ``{"success": false, "message", "error_code"}`` (A §1). ``code`` may be a normalised
+        kind: then each API's own code for it (``invalid_parameter`` / ``VALIDATION_ERROR``)."""
         if ai is None:
             ai = self.is_ai_path(resp.request.url.path)
+        if isinstance(code, ErrorKind):
+            code = ENVELOPE_CODES[code][1 if ai else 0]
         try:
             body = resp.json()
         except ValueError:
@@ -503,6 +557,17 @@ class RefstackPlatform(Platform):
             ok = isinstance(err, dict) and err.get("code") == code and isinstance(err.get("message"), str)
             want = f'{{"error": {{"code": "{code}", "message"}}}}'
         return None if ok else f"envelope {resp.text[:200]} is not {want}"
+
+    def envelope_field(self, resp: httpx.Response, name: str) -> Any:
+        """A field of the error envelope as the body carries it (``retry_after``, ``field``), or
+        ``None``: the render API nests it under ``error``, the AI API keeps it at the top."""
+        try:
+            body = resp.json()
+        except ValueError:
+            return None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return body["error"].get(name)
+        return body.get(name) if isinstance(body, dict) else None
 
     # -- AI API (A §1, A §2, A §3) -------------------------------------------------------
     def ai_api(self, account: Account) -> AiApi:
