@@ -6,7 +6,7 @@ account per Locust user through the adapter, and reports every adapter call unde
 operation name (submit, job, list, download, ai_submit, ai_job). Its reports land in
 reports/load/. Thresholds: renderchaos/load/thresholds.toml, or RENDERCHAOS_LOAD_THRESHOLDS /
 RENDERCHAOS_LOAD_SET ("p95_ms.submit=500"). Size: RENDERCHAOS_LOAD_USERS, _RUN_TIME_S,
-_PROCESSES, _HOLD_S (renderchaos.load.harness.LoadSettings).
+_PROCESSES, _HOLD_S, _CALL_TIMEOUT_S (renderchaos.load.harness.LoadSettings).
 
 Rate limits: every Locust user has its own account, so per-tenant limits apply per simulated
 client, as in production, and the platform runs with its normal settings.
@@ -15,6 +15,7 @@ client, as in production, and the platform runs with its normal settings.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -40,7 +41,8 @@ LOCUST_EXIT = Wait(60.0, "Locust to stop and write its reports")
 
 def _load_run(run: ScenarioRun, state: Any, seed: int, name: str, **kw: Any) -> LoadRun:
     s = LoadSettings.from_env()
-    return LoadRun(platform=PlatformSpec.of(run.platform), out_dir=state.reports_dir / "load", name=name,
+    platform = replace(PlatformSpec.of(run.platform), timeout=s.call_timeout_s)
+    return LoadRun(platform=platform, out_dir=state.reports_dir / "load", name=name,
                    users=s.users, spawn_rate=s.spawn_rate, processes=s.processes, seed=seed,
                    run_time_s=kw.pop("run_time_s", s.run_time_s), **kw)
 

@@ -40,6 +40,10 @@ class LoadSettings:
     hold_s: float = 10.0  # load.chaos: how long each fault is held under load
     warmup_s: float = 15.0  # load.chaos: load before the first fault
     chaos_cap_s: float = 780.0  # load.chaos: Locust's own run-time cap (13 min)
+    # bound of one adapter call in a Locust user: generous, so a slow answer counts as latency
+    # (judged by the p95 thresholds), not as a client-side timeout that hides it and leaves a
+    # job the platform may have accepted out of the ledger
+    call_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> "LoadSettings":
@@ -50,7 +54,8 @@ class LoadSettings:
         return cls(users=int(get("users", d.users)), spawn_rate=get("spawn_rate", d.spawn_rate),
                    run_time_s=get("run_time_s", d.run_time_s), processes=int(get("processes", d.processes)),
                    hold_s=get("hold_s", d.hold_s), warmup_s=get("warmup_s", d.warmup_s),
-                   chaos_cap_s=get("chaos_cap_s", d.chaos_cap_s))
+                   chaos_cap_s=get("chaos_cap_s", d.chaos_cap_s),
+                   call_timeout_s=get("call_timeout_s", d.call_timeout_s))
 
 
 def account_of(record: Mapping[str, Any]) -> Account | None:
