@@ -581,6 +581,11 @@ class RefstackPlatform(Platform):
         return self._call(lambda: self.render_api(account).http.post("/api/v1/ai/jobs", json=body),
                           lambda r: r.json()["data"]["job_id"])
 
+    def ai_job(self, account: Account, job_id: str) -> Answer[Job]:
+        """The AI job as its owner sees it, read with the account's API key (a client polling it)."""
+        return self._call(lambda: self.render_api(account).http.get(f"/api/v1/ai/jobs/{job_id}"),
+                          lambda r: job_from(r.json()["data"]))
+
     # -- test hooks (reference stack only) -----------------------------------------------
     def hold_db_connections(self, seconds: int, count: int | None = None) -> "HeldPool":
         """Check out ``count`` (default: pool_size + max_overflow) pooled connections of the API
