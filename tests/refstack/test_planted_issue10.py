@@ -128,6 +128,8 @@ def test_openapi_declares_bodies_parameters_security_and_every_status(offline):
 @pytest.fixture(scope="module")
 def services(live_stack, tmp_path_factory) -> Settings:
     tmp = tmp_path_factory.mktemp("inproc")
+    (tmp / "assets").mkdir()
+    (tmp / "storage").mkdir()
     return Settings.from_env({
         "DATABASE_URL": live_stack.database_url(), "REDIS_URL": live_stack.require("redis_url"),
         "BROKER_URL": live_stack.require("broker_url"), "ADMIN_TOKEN": "inproc-admin",

@@ -26,8 +26,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def rabbitmq(request: pytest.FixtureRequest) -> Iterator[RabbitMQ]:
-    ctx: StackContext = request.getfixturevalue("chaos_context")
-    mq = RabbitMQ(ctx, request.getfixturevalue("chaos_images")["rabbitmq"])
+    from renderchaos.plugin import new_context
+
+    images = request.getfixturevalue("chaos_images")
+    ctx: StackContext = new_context(request.getfixturevalue("chaos_state"))  # labelled, reaped with the run
+    mq = RabbitMQ(ctx, images["rabbitmq"])
     try:
         mq.start()
         mq.wait_ready(Deadline.after(60))
