@@ -106,6 +106,7 @@ class FuzzResult:
     requests: int = 0
     explicit_cases: int = 0
     per_operation: Counter = field(default_factory=Counter)  # requests per operation label
+    per_operation_statuses: dict[str, Counter] = field(default_factory=dict)  # label -> status -> count
     statuses: Counter = field(default_factory=Counter)  # HTTP status -> count
     rate_limited_waits: int = 0  # 429s waited out
     out_of_time: bool = False  # the time budget ended generation early
@@ -468,6 +469,7 @@ class FuzzEngine:
         self.result.per_operation[label] += 1
         if status is not None:
             self.result.statuses[status] += 1
+            self.result.per_operation_statuses.setdefault(label, Counter())[status] += 1
 
     def _validate(self, case: Any, response: Any, source: str, headers: Mapping[str, str]) -> None:
         for check in self.checks:
