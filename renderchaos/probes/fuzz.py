@@ -7,8 +7,8 @@ schemas. It never names an endpoint of any particular platform.
 Three phases, all bounded, all seeded:
 
 1. **explicit cases** (deterministic, so a gate never misses them by luck): for every operation
-   with a JSON body, malformed JSON bodies; for every field of the body (nested objects too) a
-   lone UTF-16 surrogate (strings), ``null``, huge and negative integers (numbers), over-long
+   with a JSON body, malformed JSON bodies; for every field of the body (nested objects too) the
+   field left out, ``null``, a lone UTF-16 surrogate (strings), huge and negative integers (numbers), over-long
    strings (NAME_MAX + 1, the declared ``maxLength`` + 1, 4 KiB); for every query parameter
    over-long and out-of-range values. Each case starts from a minimal valid body (drawn from
    the schema with the seed, or given by the caller), changed in one place.
@@ -155,8 +155,9 @@ def _check_functions(names: Sequence[str]) -> list[Callable]:
         try:
             out.append(getattr(schemathesis.checks, name))
         except AttributeError:
-            raise ConfigError(f"unknown Schemathesis check {name!r}; expected one of "
-                              f"{', '.join(sorted(dir(schemathesis.checks)))}") from None
+            raise ConfigError(f"unknown Schemathesis check {name!r}; expected a check of schemathesis.checks "
+                              f"such as {', '.join(DEFAULT_CHECKS)}, negative_data_rejection, "
+                              "response_headers_conformance") from None
     return out + [stack_trace_in_body]
 
 
@@ -305,7 +306,20 @@ def _set_path(body: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[s
     return out
 
 
+def _without_path(body: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """``body`` with the field at ``path`` removed (its parent objects kept, created if absent)."""
+    out = copy.deepcopy(body)
+    node = out
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node.pop(path[-1], None)
+    return out
+
+
 def _curl(prepared: requests.PreparedRequest | None) -> str:
+    """The request as a bash command line; a body that is not printable UTF-8 goes through printf."""
     if prepared is None:
         return ""
     parts = ["curl", "-X", prepared.method or "GET"]
@@ -313,17 +327,21 @@ def _curl(prepared: requests.PreparedRequest | None) -> str:
         if name.lower() in ("user-agent", "accept-encoding", "connection", "content-length"):
             continue
         parts += ["-H", f"{name}: {value}"]
+    command = " ".join(shlex.quote(p) for p in parts)
     body = prepared.body
     if body:
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogatepass")
         try:
-            parts += ["--data-binary", body.decode("utf-8")]
-        except UnicodeDecodeError:  # not UTF-8 (on purpose): printf it
-            return " ".join(shlex.quote(p) for p in parts) + " --data-binary @<(printf " + shlex.quote(
-                "".join(f"\\x{b:02x}" for b in body)) + ") " + shlex.quote(prepared.url or "")
-    parts.append(prepared.url or "")
-    return " ".join(shlex.quote(p) for p in parts)
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and text.isprintable():
+            command += " --data-binary " + shlex.quote(text)
+        else:  # NUL, control characters or not UTF-8 (on purpose): byte by byte
+            escaped = "".join(chr(b) if 0x20 <= b < 0x7f and chr(b) not in "\\%'" else f"\\x{b:02x}" for b in body)
+            command += " --data-binary @<(printf '%b' " + shlex.quote(escaped) + ")"
+    return command + " " + shlex.quote(prepared.url or "")
 
 
 # ---------------------------------------------------------------------------------------
@@ -569,6 +587,7 @@ class FuzzEngine:
         for path, prop in self.raw.fields(body_schema):
             name = ".".join(path)
             types = self.raw.types(prop)
+            yield _Explicit(f"without {name}", _without_path(base_body, path))
             yield _Explicit(f"{name}: null", _set_path(base_body, path, None))
             if "string" in types or not types:
                 yield _Explicit(f"{name}: lone surrogate", _set_path(base_body, path, f"a{LONE_SURROGATE}b"))

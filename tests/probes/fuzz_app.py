@@ -20,6 +20,7 @@ from renderchaos.wait import Poll, wait_for
 
 BUGS = (
     "malformed_json_500",  # json.loads unguarded
+    "missing_field_500",  # a required field read without a check
     "surrogate_500",  # name encoded to UTF-8 unguarded
     "long_name_500",  # name used as a file name unchecked (ENAMETOOLONG)
     "null_count_500",  # count: null reaches arithmetic
@@ -66,6 +67,8 @@ def make_app(bugs: frozenset[str] = frozenset()) -> FastAPI:
                     return JSONResponse({"error": 'Traceback (most recent call last):\n  File "app.py", line 1'},
                                         status_code=400)
                 return JSONResponse({"error": "malformed JSON"}, status_code=400)
+        if "missing_field_500" in bugs and isinstance(data, dict):
+            data["name"]  # noqa: B018 - the bug: KeyError
         if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
             return JSONResponse({"error": "name"}, status_code=400)
         name = data["name"]

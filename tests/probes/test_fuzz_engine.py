@@ -24,13 +24,14 @@ def run(bugs: tuple[str, ...] = (), **options):
 def test_healthy_api_has_no_finding():
     result = run(seed=3)
     assert not result.findings, result.summary()
-    assert result.explicit_cases >= 19 and result.requests > result.explicit_cases
+    assert result.explicit_cases >= 21 and result.requests > result.explicit_cases
     assert set(result.operations) == {"POST /items", "GET /items/{item_id}"}
     assert 401 not in result.statuses or result.statuses[401] < result.requests / 2  # credentials were used
 
 
 @pytest.mark.parametrize("bug,operation,case,check", [
     ("malformed_json_500", "POST /items", "explicit:malformed JSON: truncated object", "not_a_server_error"),
+    ("missing_field_500", "POST /items", "explicit:without name", "not_a_server_error"),
     ("surrogate_500", "POST /items", "explicit:name: lone surrogate", "not_a_server_error"),
     ("long_name_500", "POST /items", "explicit:name: 256 characters", "not_a_server_error"),
     ("null_count_500", "POST /items", "explicit:count: null", "not_a_server_error"),
@@ -89,3 +90,18 @@ def test_bad_options_and_unreachable_schema_are_errors_that_say_what_to_do():
         FuzzEngine({"openapi": "3.1.0", "info": {"title": "x", "version": "1"}, "paths": {}})
     with pytest.raises(TargetError, match="OpenAPI schema"):
         fuzz("http://127.0.0.1:9/openapi.json", request_timeout=2.0)
+
+
+def test_curl_of_an_unprintable_body_replays_its_exact_bytes():
+    import subprocess
+
+    import requests
+
+    from renderchaos.probes.fuzz import _curl
+
+    body = b'{"a": "\x00\x01\xff\\ it\'s 100%"}'
+    prepared = requests.Request("POST", "http://127.0.0.1:9/x", data=body).prepare()
+    command = _curl(prepared)
+    assert "printf '%b'" in command
+    printf = command[command.index("@<(") + 3:command.rindex(")")]
+    assert subprocess.run(["bash", "-c", printf], capture_output=True, timeout=10).stdout == body
