@@ -49,7 +49,10 @@ def make_app(bugs: frozenset[str] = frozenset()) -> FastAPI:
     app = FastAPI(title="fuzz target", docs_url=None, redoc_url=None)
 
     @app.post("/items", status_code=201, operation_id="create_item",
-              responses={201: {"description": "created", **_json(ITEM)}, 400: {"description": "bad", **_json(ERROR)},
+              responses={201: {"description": "created", **_json(ITEM),
+                               "links": {"GetItem": {"operationId": "get_item",
+                                                     "parameters": {"item_id": "$response.body#/id"}}}},
+                         400: {"description": "bad", **_json(ERROR)},
                          401: {"description": "no key", **_json(ERROR)}},
               openapi_extra={"requestBody": {"required": True, **_json(ITEM_BODY)},
                              "security": [{"key": []}]})

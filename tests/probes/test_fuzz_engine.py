@@ -105,3 +105,12 @@ def test_curl_of_an_unprintable_body_replays_its_exact_bytes():
     assert "printf '%b'" in command
     printf = command[command.index("@<(") + 3:command.rindex(")")]
     assert subprocess.run(["bash", "-c", printf], capture_output=True, timeout=10).stdout == body
+
+
+def test_stateful_phase_follows_the_schema_links():
+    """GET /items/{id} answers 200 only for the id POST /items returned: reached through the link."""
+    without = run(seed=4, max_examples=1, explicit=False)
+    with_links = run(seed=4, max_examples=1, explicit=False, stateful_examples=10)
+    assert 200 not in without.per_operation_statuses.get("GET /items/{item_id}", {})
+    assert with_links.per_operation_statuses["GET /items/{item_id}"][200] > 0, with_links.summary()
+    assert not with_links.findings, with_links.summary()
