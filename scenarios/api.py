@@ -18,7 +18,7 @@ AUTH = Scenario(
     symptom="401 unauthorized with the documented envelope",
     remedy="重新生成API Key / 重新登录获取新 token",
     detect=Wait(20.0),
-    catches=("api_auth_generic_message",),
+    catches=("api_auth_generic_message", "api_unknown_key_403"),
 )
 
 RATE_LIMIT = Scenario(
@@ -45,7 +45,7 @@ VALIDATION = Scenario(
     tier="gate",
     symptom="400 with field",
     remedy="send the corrected request (the runbook's ✅ 正确 body)",
-    catches=("api_500_on_bad_input",),
+    catches=("api_500_on_bad_input", "api_500_on_malformed_json"),
 )
 
 NOT_FOUND = Scenario(
@@ -76,18 +76,20 @@ CREDITS = Scenario(
 
 FUZZ = Scenario(
     id="api.fuzz",
-    title="explicit and generated bad input over every endpoint: no 5xx, no stack trace in any body",
+    title="schema-driven fuzzing of every operation (Schemathesis over the platform's OpenAPI): no 5xx, no stack "
+          "trace, every answer documented",
     runbook=Runbook("R", "§二.3 参数错误 (A §1.3)"),
     faults=(Input("explicit cases every run: malformed JSON bodies, and a lone surrogate, null, huge numbers and "
                   "over-long strings in every field of every operation's body"),
-            Input("hypothesis-generated methods, paths, ids, headers, query strings and bodies over the OpenAPI "
-                  "paths (seeded from the run seed)")),
+            Input("Schemathesis-generated positive and negative requests for every operation of the platform's "
+                  "OpenAPI (seeded from the run seed; a bounded count per operation)")),
     needs=(Feature.OPENAPI.value,),
     tier="gate",
     symptom="4xx envelopes only",
     remedy="none needed: a valid request still works",
     detect=Wait(120.0),
-    catches=("api_500_on_bad_input", "api_stack_trace_in_body"),
+    catches=("api_500_on_bad_input", "api_stack_trace_in_body", "api_500_on_malformed_json", "api_500_on_lone_surrogate",
+             "api_500_on_null_ttl", "api_500_on_huge_ttl", "api_500_on_long_asset_name"),
 )
 
 SQL_INJECTION = Scenario(

@@ -85,7 +85,7 @@ DB_SLOW_QUERY = Scenario(
     remedy="none: the schema must already have the indexes",
     detect=Wait(60.0),
     recover=Wait(60.0),
-    catches=("api_no_indexes",),
+    catches=("api_no_indexes", "db_no_jobs_by_user_index"),
 )
 
 REDIS_DOWN = Scenario(
@@ -114,7 +114,7 @@ REDIS_MAXMEMORY = Scenario(
     remedy="R §四.3: maxmemory-policy allkeys-lru; every key carries a TTL (R §八 1./2.)",
     detect=Wait(10.0),
     recover=Wait(30.0),
-    catches=("api_no_redis_eviction_policy", "api_ratelimit_no_ttl"),
+    catches=("api_no_redis_eviction_policy", "api_ratelimit_no_ttl", "worker_heartbeat_no_ttl"),
 )
 
 DATA_RESTORE = Scenario(

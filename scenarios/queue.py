@@ -31,7 +31,7 @@ WORKER_KILLED = Scenario(
     remedy="start the worker again (docker start); an unacknowledged task is delivered again (late ack)",
     detect=Wait(30.0),
     recover=Wait(120.0),
-    catches=("worker_ack_early", "worker_double_charge"),
+    catches=("worker_ack_early", "worker_double_charge", "worker_redelivery_charge_no_ledger"),
 )
 
 #: accepted jobs waiting in the queue while the broker restarts (A §2.1: durable queue, persistent messages)
@@ -48,7 +48,7 @@ BROKER_DOWN = Scenario(
     remedy="start RabbitMQ / bring the route back; no worker restart",
     detect=Wait(20.0),
     recover=Wait(90.0),
-    catches=("api_accept_when_broker_down", "broker_queue_transient", "broker_messages_transient"),
+    catches=("api_accept_when_broker_down", "worker_queue_not_durable", "api_publish_transient"),
 )
 
 WORKER_FROZEN = Scenario(
@@ -62,7 +62,7 @@ WORKER_FROZEN = Scenario(
     remedy="the other worker completes it; unpause the frozen worker",
     detect=Wait(120.0),
     recover=Wait(120.0),
-    catches=("worker_ack_early", "worker_double_charge"),
+    catches=("worker_ack_early", "worker_double_charge", "worker_redelivery_charge_no_ledger"),
 )
 
 #: QueueBacklog (rules.yml: celery_queue_length > 1000) evaluated with its threshold scaled to a

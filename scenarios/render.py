@@ -105,7 +105,7 @@ OOM = Scenario(
     remedy="render in segments / lower the resolution; bounded attempts, then resource_exhausted",
     detect=Wait(120.0),
     recover=Wait(120.0),
-    catches=("render_no_segments", "worker_ack_early", "worker_no_attempt_limit"),
+    catches=("render_no_segments", "worker_ack_early", "worker_no_attempt_limit", "worker_redelivery_charge_no_ledger"),
 )
 
 STUCK_99 = Scenario(

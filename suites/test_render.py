@@ -11,6 +11,7 @@ import pytest
 from renderchaos.errors import WaitTimeout
 from renderchaos.faults.container import oom_kills, processes
 from renderchaos.faults.media import PlacedAsset, corpus
+from renderchaos.faults.process import OomTakesTheWorker
 from renderchaos.faults.spec import FillStorage
 from renderchaos.platforms.base import ErrorKind, Feature, Job, JobState
 from renderchaos.scenario import ScenarioRun, runs
@@ -243,6 +244,25 @@ def test_oom_bounded_and_segments_keep_memory_flat(scenario_run: ScenarioRun) ->
     run.expect(job.state is JobState.COMPLETED or (job.state is JobState.FAILED
                                                    and job.error_code == "resource_exhausted"),
                "completed after redelivery, or failed resource_exhausted", brief(job))
+
+    # The OOM killer takes the worker process too (R §一.2 "Killed"): each delivery dies with its
+    # worker, so the task must be delivered again (late ack) and end after a bounded number of
+    # attempts, charged once; never lost with its worker, never retried forever.
+    takes = run.inject(OomTakesTheWorker(run.target.containers("worker")))
+    with cancel_leftovers(run):
+        again = submit_retrying(run, preset="medium", title="4K, the worker killed each time", duration=4.0,
+                                width=3840, height=2160)
+        job = run.detect(lambda: ended(run, again),
+                         "the render to end after its deliveries died with their worker (bounded attempts)")
+    run.journal.notes.append(f"worker processes OOM-killed: {len(takes.marked)}; job: {brief(job)}, "
+                             f"attempts {job.attempts}")
+    run.expect(len(takes.marked) >= 1 and (job.attempts or 0) >= 2,
+               "the task delivered again after its worker died (late ack): attempts >= 2",
+               f"attempts={job.attempts}, worker processes marked for the OOM killer: {len(takes.marked)}")
+    run.expect(job.state is JobState.COMPLETED or (job.state is JobState.FAILED
+                                                   and job.error_code == "resource_exhausted"),
+               "completed by a later delivery, or failed resource_exhausted after bounded attempts", brief(job))
+    takes.heal()  # scenario step: the OOM killer picks the biggest process again
 
     # R §一.2 方案1: segments keep peak memory flat as the duration grows
     run.remedy(lambda: None, "render at a sane resolution, in 2 s segments")

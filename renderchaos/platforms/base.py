@@ -359,6 +359,12 @@ class Platform(ABC):
         """Which of ``workers`` (containers) runs ``job``, if the platform can say."""
         return None
 
+    def fuzz_options(self, open_account: Callable[..., Account]) -> dict[str, Any]:
+        """How api.fuzz drives :func:`renderchaos.probes.fuzz.fuzz` on this platform: ``base_url``,
+        ``credentials`` (security scheme name -> token), ``base_bodies``, ``path_parameters``,
+        ``exclude_tags`` / ``exclude_operations``. ``open_account(name, credits)`` opens a tenant."""
+        return {"base_url": self.endpoint.api_url}
+
     def hold_workers(self) -> Any:
         """A fault that stops the workers from picking up jobs while the API keeps answering,
         through the platform itself (``None``: freeze the worker containers instead)."""

@@ -685,6 +685,17 @@ class RefstackPlatform(Platform):
                 return w
         return None
 
+    def fuzz_options(self, open_account: Callable[..., Account]) -> dict[str, Any]:
+        """Fuzz as a zero-credit tenant (nothing fuzzed is ever accepted as a job: no render can
+        tie up the workers), with the admin token for the admin operations, a second user as the
+        target of admin path ids, and a valid login body; the test hooks (hold the database pool,
+        leak tasks) are left alone."""
+        fuzzer = open_account("api.fuzz", credits=0)
+        other = open_account("api.fuzz path ids", credits=0)
+        return {"base_url": self.api_url, "credentials": {"apiKey": fuzzer.api_key or "", "adminToken": self.admin_token},
+                "base_bodies": {"login": {"phone": fuzzer.extra.get("phone"), "password": fuzzer.extra.get("password")}},
+                "path_parameters": {"user_id": other.id}, "exclude_tags": ("admin-faults",)}
+
     def fuzz_excluded(self) -> tuple[str, ...]:
         return FUZZ_EXCLUDED
 

@@ -305,6 +305,15 @@ class UnmanicPlatform(Platform):
                 "/session", "/settings/write", "/settings/library", "/settings/worker_group", "/settings/link",
                 "/upload", "/docs/logs", "/pending/rescan", "/workers/worker/terminate", "/history/reprocess")
 
+    def fuzz_options(self, open_account: Any) -> dict[str, Any]:
+        """Unmanic has no auth; its schema's server is /unmanic/api/v2. Operations that reach the
+        internet, end the session, rewrite the setup or delete data are left alone."""
+        schema = self.openapi() or {}
+        skip = self.fuzz_excluded()
+        excluded = [f"{m.upper()} {path}" for path, item in (schema.get("paths") or {}).items() for m in item
+                    if m.lower() in ("get", "post", "put", "delete", "patch") and path.startswith(skip)]
+        return {"base_url": self.endpoint.api_url + API_PREFIX, "exclude_operations": tuple(excluded)}
+
     # -- hold the workers (the API stays up: they share a process) -----------------------------
     def hold_workers(self) -> "WorkersPaused":
         return WorkersPaused(self.client)
