@@ -162,6 +162,13 @@ class RefstackPlatform(Platform):
             raise ConfigError("the reference stack's adapter needs the admin token (ADMIN_TOKEN) to see jobs; "
                               "set admin_token in the target file")
         self.transport = transport  # a mock transport in unit tests; None: real HTTP
+        # every group, less what this deployment does not expose to the harness
+        missing = set()
+        if "assets" not in endpoint.host_dirs:
+            missing.add(Feature.ASSETS)  # inputs are planted in its assets dir
+        if "live" not in endpoint.urls:
+            missing.add(Feature.LIVE)
+        self.features = frozenset(Feature) - missing
         self.admin = Admin(endpoint.api_url, endpoint.admin_token, timeout=timeout, transport=transport)
         self._clients: dict[str | None, RenderApi] = {}
 
