@@ -11,6 +11,7 @@ ENCODER_BLACKLISTED = Scenario(
     runbook=Runbook("V", "解决方案: IP白名单配置 / 监控机制加强 / 应急预案: 本地录制备份"),
     faults=(Described("a careless block of the encoders' range (127.0.0.2/31) during a live stream; "
           "127.0.0.3 is allowlisted, 127.0.0.2 is not", (Feature.LIVE.value,)),),
+    needs=("reference_stack",),  # the encoders and the publisher are containers of the reference stack
     tier="resilience",  # a 20 s real-time live stream
     symptom="the stream is pushed but the encoder cannot fetch it: recording lost (Dave's 2 h show)",
     remedy="put the encoder IP on the allowlist",

@@ -11,6 +11,9 @@ CLIENT_DISCONNECT = Scenario(
     runbook=Runbook("P", "问题分析 2. 管道通信问题 (客户端断开连接后未正确清理)"),
     faults=(Described("50 downloads aborted mid-stream (client close, "
           "TCP RST, and a reset_peer toxic on a proxy route in front of the API)", ("containers:api", Feature.DOWNLOAD.value)),),
+    # the input is planted (assets), the toxic sits on a route of the target's fault proxy, and the
+    # cap under test is set through the reference stack's environment (one API process, 4 remuxes)
+    needs=(Feature.ASSETS.value, "fault_proxy", "reference_stack"),
     tier="resilience",  # renders a 20 s noisy video (~30 MB) and runs 50 downloads
     symptom="ffmpeg -i pipe:0 -c copy -movflags frag_keyframe+empty_moov -f mp4 pipe:1 processes "
             "stuck writing to a pipe nobody reads (500+ in the runbook)",

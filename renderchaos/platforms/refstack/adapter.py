@@ -154,6 +154,8 @@ def job_from(d: dict[str, Any]) -> Job:
 class RefstackPlatform(Platform):
     name: ClassVar[str] = "refstack"
     features: ClassVar[frozenset[Feature]] = frozenset(Feature)  # the reference stack has every group
+    #: the model AI jobs use unless a scenario names another (the provider always serves it)
+    ai_model: ClassVar[str] = AI_MODEL
 
     def __init__(self, endpoint: PlatformEndpoint, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -593,6 +595,19 @@ class RefstackPlatform(Platform):
         return self._call(lambda: self.render_api(account).http.get(f"/api/v1/ai/jobs/{job_id}"),
                           lambda r: job_from(r.json()["data"]))
 
+    def ai_models(self, account: Account) -> Answer[list[AiModel]]:
+        """The models the AI API lists for ``account`` now, each with its availability at the
+        provider (A §3.2: the list reflects a model the provider no longer serves)."""
+        return self._call(lambda: self.render_api(account).http.get("/api/v1/ai/models"),
+                          lambda r: [AiModel(str(m["id"]), m["available"] is True) for m in r.json()["data"]])
+
+    # -- raw downloads (clients that drive their own socket) ------------------------------
+    def download_request(self, account: Account, job_id: str) -> tuple[str, dict[str, str]]:
+        """The download of ``job_id`` as raw HTTP: (request path, headers carrying ``account``'s
+        credentials), for a client that must own the socket (a download aborted mid-stream, a TCP
+        RST). Sent as ``GET`` to the API's host and port (or a fault-proxy route in front of it)."""
+        return f"/v1/videos/{quote(job_id, safe='')}/download", {**UA, "Authorization": f"Bearer {account.api_key}"}
+
     # -- test hooks (reference stack only) -----------------------------------------------
     def hold_db_connections(self, seconds: int, count: int | None = None) -> "HeldPool":
         """Check out ``count`` (default: pool_size + max_overflow) pooled connections of the API
@@ -717,6 +732,14 @@ class HeldPool:
     pid: int | None  # the API process whose pool is held
     count: int  # connections held
     seconds: int
+
+
+@dataclass(frozen=True)
+class AiModel:
+    """One model of the AI API's list (A §3.2)."""
+
+    id: str
+    available: bool
 
 
 def _account(u: User) -> Account:
