@@ -11,7 +11,6 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 

@@ -13,7 +13,6 @@ import os
 import random
 import shlex
 import signal
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field

@@ -1,7 +1,7 @@
 """AI provider (A §3, A §2.3): the provider misbehaves, the AI jobs and the client stay sane."""
 
-from renderchaos.faults.spec import Described, Input, Partition, Stop, Toxic  # noqa: F401
-from renderchaos.platforms.base import Feature  # noqa: F401
+from renderchaos.faults.spec import Described, Partition
+from renderchaos.platforms.base import Feature
 from renderchaos.scenario import Runbook, Scenario
 from renderchaos.wait import Wait
 

@@ -1,7 +1,7 @@
 """Dependencies: Postgres and Redis (R §四, A §4, A §5), and the backup drill (R §六.2)."""
 
-from renderchaos.faults.spec import Described, Input, Partition, Stop, Toxic  # noqa: F401
-from renderchaos.platforms.base import Feature  # noqa: F401
+from renderchaos.faults.spec import Described, Partition, Stop, Toxic
+from renderchaos.platforms.base import Feature
 from renderchaos.scenario import Runbook, Scenario
 from renderchaos.wait import Wait
 

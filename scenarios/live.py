@@ -1,7 +1,7 @@
 """Live recording (AVideo runbook V: encoder IP on the blacklist)."""
 
-from renderchaos.faults.spec import Described, Input, Partition, Stop, Toxic  # noqa: F401
-from renderchaos.platforms.base import Feature  # noqa: F401
+from renderchaos.faults.spec import Described
+from renderchaos.platforms.base import Feature
 from renderchaos.scenario import Runbook, Scenario
 from renderchaos.wait import Wait
 

@@ -1,7 +1,7 @@
 """Monitoring and alerting (R §七 监控告警, A 监控和告警 2)."""
 
-from renderchaos.faults.spec import Described, Input, Partition, Stop, Toxic  # noqa: F401
-from renderchaos.platforms.base import Feature  # noqa: F401
+from renderchaos.faults.spec import Described, Partition, Stop, Toxic
+from renderchaos.platforms.base import Feature
 from renderchaos.scenario import Runbook, Scenario
 from renderchaos.wait import Wait
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from renderchaos.faults.api import (
-    SQL_PAYLOADS, BalanceSet, Flood, FuzzReport, KeyRevoked, TokenExpired, explicit_cases, generated_fuzz,
-    honour_retry_after, latencies, looks_like_stack_trace, p95, send, send_fuzz, source_client,
+    SQL_PAYLOADS, BalanceSet, Flood, KeyRevoked, TokenExpired,
+    honour_retry_after, latencies, looks_like_stack_trace, p95, send, source_client,
 )
 from renderchaos.platforms.base import Account, Answer, ErrorKind, Feature, JobState
 from renderchaos.scenario import ScenarioRun, runs

@@ -81,7 +81,7 @@ EXCERPT = 500
 class Finding:
     """One failed check on one response."""
 
-    operation: str  # "POST /v1/videos"
+    operation: str  # "POST /renders": the schema's method and path
     check: str  # "not_a_server_error", "response_schema_conformance", "stack_trace_in_body", ...
     status: int | None  # None: no HTTP answer
     message: str  # what the check saw (Schemathesis's failure message)

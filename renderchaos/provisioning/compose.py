@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from renderchaos.errors import ConfigError, ProvisioningError
-from renderchaos.stack.services import Readiness, Service, _http_ok, _tcp_open
+from renderchaos.stack.services import Readiness, Service, _tcp_open
 from renderchaos.wait import Deadline, Poll
 
 if TYPE_CHECKING:

@@ -399,11 +399,6 @@ class RefstackPlatform(Platform):
         """The headers a client sends with ``secret`` (an API key or an access token)."""
         return {"Authorization": f"Bearer {secret}"}
 
-    def harness_credentials(self) -> list[dict[str, str]]:
-        """Credentials the harness holds beyond its tenants' (the admin token): the fuzzer
-        sends them too, so the admin API is fuzzed authenticated."""
-        return [self.auth_headers(self.admin_token)] if self.admin_token else []
-
     def auth_probes(self, ai_token: str | None = None) -> list[tuple[str, bool, str]]:
         """(what, is_ai, path) of requests that must be authenticated before anything else:
         the render list and an AI job that does not exist (a 401, never a 404)."""
@@ -502,33 +497,6 @@ class RefstackPlatform(Platform):
             ("-", "GET", "/v1/videos", {"headers": {"Authorization": f"Bearer {p}".encode()}}, "read"),
             ("-", "GET", f"/api/v1/ai/jobs/{victim_ai_job}", {"headers": {"Authorization": f"Bearer {p}".encode()}},
              "read"),
-        ]
-
-    def fuzz_seeds(self, victim: Account) -> list[tuple[Endpoint, dict[str, str] | None]]:
-        """Valid requests with a JSON body, one per operation that takes one, that api.fuzz
-        changes field by field (explicit cases): with the headers to send them with, ``None``
-        meaning a tenant's own key. ``victim`` is a zero-credit account the admin operations act
-        on (its phone and password log in).
-
-        The admin user is created without a phone (phones are unique: a second valid mutant
-        would be a 409 conflict, not the case under test); the render request exists twice,
-        once plain and once naming assets (mutants of the asset names reach path resolution)."""
-        admin = self.harness_credentials()[0] if self.admin_token else {}
-        uid = victim.id
-        missing = f"rc-missing-{uuid.uuid4().hex[:10]}"
-        return [
-            (Endpoint("POST", "/v1/videos", "submit a render", render_body(title="fuzz", duration=0.5)), None),
-            (Endpoint("POST", "/v1/videos", "submit a render from assets",
-                      render_body(title="fuzz", duration=0.5, input_asset=f"{missing}/clip.mp4",
-                                  audio_asset=f"{missing}/track.m4a")), None),
-            (Endpoint("POST", "/api/v1/ai/jobs", "submit an AI job", {"model": AI_MODEL, "prompt": "hello"}), None),
-            (Endpoint("POST", "/api/v1/auth/login", "log in",
-                      {"phone": victim.extra.get("phone"), "password": victim.extra.get("password")}), {}),
-            (Endpoint("POST", "/admin/users", "create a user",
-                      {"credits": 0, "name": "fuzz", "password": "fuzz-password"}), admin),
-            (Endpoint("PUT", f"/admin/users/{uid}/credits", "set a balance", {"credits": 0}), admin),
-            (Endpoint("POST", f"/admin/users/{uid}/tokens", "issue a token",
-                      {"expired": False, "ttl_seconds": 3600}), admin),
         ]
 
     def conversation_of(self, answer: Answer[Any]) -> str:
