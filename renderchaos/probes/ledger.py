@@ -11,6 +11,7 @@ ffprobed on the host) where the platform offers downloads.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,10 @@ class LedgerReport:
                 "credits_checked": self.credits_checked, "balances_checked": self.balances_checked}
 
 
+#: how long a platform must keep saying it does not know an accepted job before it counts as lost
+LOST_CONFIRM_S = 2.0
+
+
 class JobLedger:
     def __init__(self, platform: "Platform", tmp_dir: "Path | None" = None) -> None:
         self.platform = platform
@@ -111,6 +116,7 @@ class JobLedger:
         """Wait (up to ``deadline``) for every accepted job to settle, then check everything."""
         rep = LedgerReport(accepted=len(self.jobs))
         pending = dict(self.jobs)
+        unknown_since: dict[str, float] = {}
 
         def settled() -> bool:
             for job_id in list(pending):
@@ -119,9 +125,15 @@ class JobLedger:
                 except (OSError, TargetError, _http_errors()):
                     continue  # the target may still be recovering; the deadline bounds this
                 if job is None:
-                    rep.lost.append(f"{job_id}: accepted, now unknown to the target")
-                    del pending[job_id]
-                elif job.terminal:
+                    # lost once the platform has denied knowing it for LOST_CONFIRM_S (a job between
+                    # two of its tables, say a queue row deleted just before its history row lands)
+                    first = unknown_since.setdefault(job_id, time.monotonic())
+                    if time.monotonic() - first >= LOST_CONFIRM_S:
+                        rep.lost.append(f"{job_id}: accepted, now unknown to the target")
+                        del pending[job_id]
+                    continue
+                unknown_since.pop(job_id, None)
+                if job.terminal:
                     self.final[job_id] = job
                     del pending[job_id]
             return not pending
@@ -131,6 +143,10 @@ class JobLedger:
                      poll=Poll(0.5, tolerate=()))
         except WaitTimeout:
             pass  # what is still pending is reported as stuck below
+        for job_id in list(pending):
+            if job_id in unknown_since:  # still denied at the deadline: lost, however short the wait
+                rep.lost.append(f"{job_id}: accepted, now unknown to the target")
+                del pending[job_id]
         for job_id in pending:
             job = self.final.get(job_id) or _safe(self.platform.observe_job, job_id)
             rep.stuck.append(f"{job_id}: still {job.state if job else '?'} at "

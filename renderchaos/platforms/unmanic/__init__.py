@@ -37,6 +37,8 @@ from renderchaos.wait import Poll, wait_for
 
 #: the library and cache as Unmanic sees them (compose mounts them there)
 LIBRARY = "/library"
+#: task ids asked for when looking up a job by its file name (Unmanic reuses ids from 1)
+QUEUE_IDS = 2000
 #: a synthesized input is at most this long: Unmanic transcodes what it is given
 MAX_INPUT_SECONDS = 60.0
 
@@ -45,7 +47,7 @@ _CODES = (
     (re.compile(r"No space left on device|ENOSPC|Disk quota exceeded", re.I), "storage_full"),
     (re.compile(r"Invalid data found when processing input|moov atom not found|Invalid NAL|could not find codec "
                 r"parameters|Error splitting the input|partial file|error reading header|does not contain any "
-                r"stream|matches no streams|Error opening input", re.I), "invalid_media"),
+                r"stream|matches no streams|Error opening input|Picture size .* is invalid", re.I), "invalid_media"),
     (re.compile(r"No such file or directory", re.I), "input_not_found"),
     (re.compile(r"Permission denied", re.I), "input_permission_denied"),
     (re.compile(r"WORKER TERMINATED|Killed|signal 9", re.I), "resource_exhausted"),
@@ -199,11 +201,26 @@ class UnmanicPlatform(Platform):
     def observe_job(self, job_id: str) -> Job | None:
         t = self.jobs.get(job_id)
         if t is None:
-            return None
+            return self._observe_untracked(job_id)
         job = self._observe(job_id, t)
         if t.cancelled and (job is None or job.terminal):  # gone from the queue or ended: by our cancel
             return Job(job_id, JobState.CANCELLED, error_code="cancelled", raw=job.raw if job else {})
         return job
+
+    def _observe_untracked(self, job_id: str) -> Job | None:
+        """A job another adapter instance queued (a Locust user's): its file name is unique, so any
+        history row, queue row or worker naming it is this job's."""
+        path = f"{LIBRARY}/{job_id}"
+        done = self.client.completed(path, 0)
+        if done is not None:
+            return self._finished(job_id, _Tracked(path, 0, -1, None), done)
+        # task ids are small and reused: ask for every row of the queue, in any status
+        row = next((r for r in self.client.task_status(list(range(1, QUEUE_IDS))) if r.abspath == path), None)
+        if row is not None:
+            return Job(job_id, JobState.PENDING if row.status == "pending" else JobState.RUNNING,
+                       raw={"task": row.__dict__})
+        done = self.client.completed(path, 0)  # it ended between the reads
+        return self._finished(job_id, _Tracked(path, 0, -1, None), done) if done is not None else None
 
     def _observe(self, job_id: str, t: _Tracked) -> Job | None:
         done = self.client.completed(t.path, t.mark)
@@ -270,9 +287,8 @@ class UnmanicPlatform(Platform):
 
     def download(self, account: Account, job_id: str, timeout: float = 60.0) -> Answer[bytes]:
         t0 = time.monotonic()
-        t = self.jobs.get(job_id)
-        host = self._library() / Path(output_path(t.path)).name if t else None
-        if host is None or not host.exists():
+        host = self._library() / Path(output_path(f"{LIBRARY}/{job_id}")).name  # ids are file names
+        if not host.exists():
             return Answer(404, time.monotonic() - t0, error=ApiError(ErrorKind.NOT_FOUND, 404, None,
                                                                       f"no output file for {job_id}"))
         return Answer(200, time.monotonic() - t0, value=host.read_bytes())
