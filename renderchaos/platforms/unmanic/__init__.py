@@ -74,7 +74,25 @@ class UnmanicPlatform(Platform):
 
     #: runbook behaviours Unmanic 0.4.1 violates (docs/findings/unmanic.md): each scenario here is
     #: a strict expected failure carrying this text; the day Unmanic fixes it the run says so
-    findings: ClassVar[dict[str, str]] = {}
+    findings: ClassVar[dict[str, str]] = {
+        "render.input_corrupt": "R §一.1 错误2: no ffprobe gate before the encode: an input with absurd 8x8 "
+                                "dimensions is transcoded and reported as success instead of being rejected as "
+                                "invalid media (F3 in docs/findings/unmanic.md)",
+        "render.input_corrupt.corpus": "R §一.1 错误2: inputs the runbook's ffprobe gate rejects are transcoded and "
+                                       "reported as success (a PNG named .mp4, an 8x8 video) (docs/findings/unmanic.md)",
+        "render.hang": "R §一.3 原因4: a SIGSTOPped ffmpeg is never noticed: no progress watchdog, no time limit; the "
+                       "task stays in progress at 0% for good (F4)",
+        "queue.worker_killed": "R §一.2 / A §2.1: when Unmanic is killed mid-task and restarted, it deletes every "
+                               "task of its queue at start (clear_pending_tasks_on_restart), the running one and the "
+                               "pending ones, without a history row: accepted jobs are lost (F8)",
+        "load.chaos": "A §2.1: under load, killing the Unmanic process loses every job in flight or queued (as in "
+                      "queue.worker_killed) (F8)",
+        "api.validation": "R §二.3: a malformed JSON body or an empty body is answered 400 with a Python traceback "
+                          "in the body (Tornado debug mode) (API errors table)",
+        "api.fuzz": "R §二.3: its own OpenAPI fuzzed: hundreds of 500s (unknown ids, invalid values), most with a "
+                    "Python traceback in the body, requests answered by a dropped connection, answers its schema "
+                    "does not document (API errors table)",
+    }
 
     def __init__(self, endpoint: PlatformEndpoint, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
