@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/pytest tests -n "${JOBS:-2}" "$@"
+exec .venv/bin/pytest tests -n "${JOBS:-2}" --durations=30 "$@"
