@@ -7,7 +7,7 @@
 * ``segment_memory_ratio``: peak memory of the worker container (cgroup
   ``memory.max_usage_in_bytes``, reset before each job) rendering 20 minutes / 1 minute of the
   same template. Segments (R §一.2, 5 minutes each) keep it flat. Goal <= 1.2.
-* ``remux_throughput_ratio``: MB/s of ``GET /v1/videos/{id}/download`` (remux pipe, PeerTube
+* ``remux_throughput_ratio``: MB/s of the render API's download (remux pipe, PeerTube
   case) / MB/s of the bare ``ffmpeg -i pipe:0 -c copy -movflags frag_keyframe+empty_moov -f mp4
   pipe:1`` over the same file in the API container. Median of N. Goal >= 0.9.
 
@@ -27,7 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderchaos.faults.container import _memory_cgroup, exec_in  # noqa: E402
-from renderchaos.probes.api import Admin, RenderApi, render_body  # noqa: E402
+from renderchaos.platforms.base import Account, PlatformEndpoint  # noqa: E402
+from renderchaos.platforms.refstack import RefstackPlatform  # noqa: E402
+from renderchaos.platforms.refstack.client import Admin, RenderApi, render_body  # noqa: E402
 from renderchaos.stack.stack import Stack  # noqa: E402
 from renderchaos.stack.standalone import standalone_run  # noqa: E402
 from renderchaos.wait import Poll, wait_for  # noqa: E402
@@ -85,7 +87,9 @@ def remux_pair(stack: Stack, api: RenderApi, job: dict) -> tuple[float, float]:
 
     The download is read by curl when it is installed: at ~150 MB/s a Python client's own
     reading cost is a visible share of the time, and the figure is about the server."""
-    url = f"{stack.api_url}/v1/videos/{job['id']}/download"
+    path, _headers = RefstackPlatform(PlatformEndpoint(stack.api_url, admin_token=stack.admin_token)).download_request(
+        Account("bench", api.http.headers["Authorization"].removeprefix("Bearer ")), job["id"])
+    url = f"{stack.api_url}{path}"
     curl = shutil.which("curl")
     if curl:
         out = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}",

@@ -19,10 +19,11 @@ import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 Expected = Literal["invalid_media", "partly_damaged"]
 
@@ -93,6 +94,24 @@ def ffmpeg_version() -> str:
     return out.splitlines()[0] if out else "unknown"
 
 
+@contextmanager
+def _private_part(dest: Path) -> Iterator[Path]:
+    """A temp path next to ``dest`` that no other writer shares.
+
+    Two xdist workers asking for the same cached clip used to write one ``.part`` file: ffmpeg -y
+    in the second truncated it while the first renamed it into place, and a clip with no streams
+    stayed in the cache. Each writer now renders into its own file; the atomic rename makes the
+    last complete one win. The temp file never outlives an error.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _make_clip(dest: Path, seconds: float, width: int, height: int, with_audio: bool,
                faststart: bool = True, fps: int = 25) -> Path:
     args = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"]
@@ -103,18 +122,18 @@ def _make_clip(dest: Path, seconds: float, width: int, height: int, with_audio: 
         args += ["-c:a", "aac", "-b:a", "96k"]
     if faststart:
         args += ["-movflags", "+faststart"]
-    tmp = dest.with_name(dest.name + ".part")
-    _ffmpeg(*args, "-f", "mp4", str(tmp))
-    os.replace(tmp, dest)
+    with _private_part(dest) as tmp:
+        _ffmpeg(*args, "-f", "mp4", str(tmp))
+        os.replace(tmp, dest)
     return dest
 
 
 def _make_audio(dest: Path, seconds: float, codec: str = "aac") -> Path:
     fmt = {"aac": ("ipod", ["-c:a", "aac", "-b:a", "96k"]), "pcm": ("wav", ["-c:a", "pcm_s16le"])}[codec]
-    tmp = dest.with_name(dest.name + ".part")
-    _ffmpeg("-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
-            *fmt[1], "-f", fmt[0], str(tmp))
-    os.replace(tmp, dest)
+    with _private_part(dest) as tmp:
+        _ffmpeg("-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
+                *fmt[1], "-f", fmt[0], str(tmp))
+        os.replace(tmp, dest)
     return dest
 
 

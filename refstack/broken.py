@@ -37,7 +37,22 @@ VARIANTS: dict[str, str] = {
                                    "(data.restore)",
     "api_auth_generic_message": "every 401 says 'Invalid API key', never which mistake (api.auth)",
     "api_no_rate_limit": "per-key and per-IP rate limits switched off (api.rate_limit, api.flood)",
-    "api_500_on_bad_input": "malformed JSON / wrong types crash the handler into a 500 (api.validation, api.fuzz)",
+    "api_500_on_bad_input": "a well-formed render body with data but no template_id crashes the handler "
+                            "into a 500 (KeyError) (api.validation, api.fuzz)",
+    "api_500_on_malformed_json": "malformed JSON is not caught: the JSONDecodeError escapes as a 500; "
+                                 "well-formed bodies are still validated (api.fuzz, api.validation)",
+    "api_500_on_lone_surrogate": "lone UTF-16 surrogates (\"\\ud800\") in JSON strings are not rejected: they "
+                                 "reach Postgres / the password hash and crash into a 500 (AI prompt, admin user "
+                                 "name, login password) (api.fuzz)",
+    "api_500_on_null_ttl": "an explicit null for an integer field of the admin API is passed on as None: "
+                           "ttl_seconds: null reaches timedelta() and crashes into a 500 (api.fuzz)",
+    "api_500_on_huge_ttl": "ttl_seconds on token creation bounded at 10**12 instead of 10 years: the expiry "
+                           "overflows datetime and crashes into a 500 (api.fuzz)",
+    "api_500_on_long_asset_name": "input_asset / audio_asset path components over 255 bytes not rejected: "
+                                  "ENAMETOOLONG escapes as a 500 (api.fuzz)",
+    "api_unknown_key_403": "an unknown API key answers 403 forbidden instead of 401 unauthorized (api.auth)",
+    "api_publish_transient": "jobs published as transient messages (delivery_mode 1): a broker restart "
+                             "drops every waiting job (queue.broker_down)",
     "api_leak_existence": "another user's job answers 403 instead of 404 (api.not_found)",
     "api_negative_balance": "credits checked then updated without a lock or CHECK (api.credits)",
     "api_accept_when_broker_down": "publish failure ignored: 202 and the job is lost (queue.broker_down)",
@@ -45,6 +60,9 @@ VARIANTS: dict[str, str] = {
     "api_no_pool_timeout": "pool waits 300 s for a connection instead of failing fast (db.pool_exhausted)",
     "api_no_deadlock_retry": "a deadlocked transaction surfaces as a 500 (db.deadlock)",
     "api_no_indexes": "hot-query indexes on jobs not created (db.slow_query)",
+    "db_no_jobs_by_user_index": "the jobs-by-user index (user_id, created_at) not created: 'jobs of one user' "
+                                "walks the created_at index with a filter, reading thousands of rows "
+                                "(db.slow_query)",
     "api_health_always_ok": "/health answers 200 whatever the dependencies say (db.down, redis.down)",
     "metrics_no_5xx_count": "5xx answers counted as 200 in http_requests_total: HighErrorRate never fires (monitor.alerts)",
     "api_sql_concat_status": "GET /v1/videos?status= pasted into the SQL text, not validated (api.sql_injection)",
@@ -63,6 +81,13 @@ VARIANTS: dict[str, str] = {
     "worker_complete_without_output": "job marked completed even when the output file is missing (render.storage_full)",
     "worker_prefetch_hoard": "prefetch 1000 per worker: running workers hoard the queue, added workers get nothing (queue.backlog)",
     "worker_no_attempt_limit": "redelivered jobs retried forever, never resource_exhausted (render.oom)",
+    "worker_queue_not_durable": "render / ai / maintenance queues declared non-durable: a broker restart "
+                                "deletes them with every waiting job (queue.broker_down)",
+    "worker_redelivery_charge_no_ledger": "a redelivered task charges the job again straight on the balance, "
+                                          "without a ledger row: money moves, the journal does not "
+                                          "(queue.worker_frozen, render.oom)",
+    "worker_heartbeat_no_ttl": "the worker's heartbeat key in Redis is written without a TTL: one key per "
+                               "worker process piles up forever (redis.maxmemory)",
     # --- AI provider client (refstack/provider) ---
     "provider_retry_storm": "client retries a 401 Invalid API Key in a tight loop (ai.provider_key_invalid)",
     "provider_no_key_rotation": "client stays on a rate-limited key instead of rotating (ai.provider_rate_limit)",

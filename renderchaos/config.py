@@ -11,20 +11,24 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from renderchaos.errors import ConfigError
 
+if TYPE_CHECKING:
+    from renderchaos.wait import Wait
+
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Named deadlines (seconds). Every wait in the suite takes one of these."""
+    """Named waits (seconds): how long the harness polls. All of them scale with the profile and
+    ``--chaos-timeout-factor``; runbook limits (:class:`renderchaos.wait.Limit`) never do."""
 
     connect: float = 5.0  # one HTTP call to the target
     stack_start: float = 90.0  # whole stack ready (warm images: ~10 s)
     job_completion: float = 90.0  # an accepted job reaches a terminal state
-    detection: float = 20.0  # a fault's symptom becomes visible
+    detection: float = 20.0  # a fault's symptom becomes visible (scenarios without their own wait)
     recovery: float = 60.0  # steady state after the remedy
 
     def scaled(self, factor: float) -> "Timeouts":
@@ -38,6 +42,14 @@ class Profile:
     markexpr: str  # applied when the user gave no -m
     timeouts: Timeouts = field(default_factory=Timeouts)
     workers: int = 2  # render workers per stack
+    factor: float = 1.0  # --chaos-timeout-factor: scales every Wait (timeouts above are already scaled)
+
+    def wait(self, w: "Wait | float") -> float:
+        """Seconds to wait for ``w``: a :class:`~renderchaos.wait.Wait` scaled by the factor; a bare
+        number is taken as already decided (e.g. one of ``timeouts``)."""
+        from renderchaos.wait import Wait
+
+        return w.scaled(self.factor) if isinstance(w, Wait) else float(w)
 
 
 PROFILES: dict[str, Profile] = {
@@ -64,19 +76,6 @@ def get_profile(name: str) -> Profile:
 # ---------------------------------------------------------------------------------------
 # Target files: point the suite at an external deployment.
 
-KNOWN_CAPABILITIES = frozenset({
-    "render_api",  # /v1 render API with admin user creation
-    "ai_api",  # /api/v1 AI API
-    "metrics",  # /metrics in Prometheus format
-    "download",  # streaming download endpoint
-    "live",  # live recording admin API
-    "provider_control",  # switch the AI provider's behaviour
-    "fault_proxy",  # dependencies reachable through a Toxiproxy we control
-    "containers",  # we may kill / pause / restart the SUT's containers (reference stack only)
-    "database",  # direct read access to the SUT's database (ledger checks)
-    "assets",  # we can drop media files where the SUT reads its inputs
-    "broken_variants",  # can be restarted with a deliberately broken variant
-})
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -110,4 +109,4 @@ def ensure_loopback(url: str, where: str, allow_remote: bool = False) -> None:
 
 
 def with_timeouts(profile: Profile, factor: float) -> Profile:
-    return replace(profile, timeouts=profile.timeouts.scaled(factor)) if factor != 1.0 else profile
+    return replace(profile, timeouts=profile.timeouts.scaled(factor), factor=factor) if factor != 1.0 else profile

@@ -2,6 +2,14 @@
 
 A :class:`Deadline` is one monotonic point in time that composite checks share,
 so N checks never take N times the timeout.
+
+Two kinds of named durations, never mixed up:
+
+* :class:`Wait`: how long the harness is prepared to poll or wait for something. A slow
+  machine needs longer: waits scale with the profile and ``--chaos-timeout-factor``
+  (``ScenarioRun.wait(w)``).
+* :class:`Limit`: a bar the system under test must meet (a runbook SLO: "fail fast within
+  5 s"). A slow machine does not lower the bar: limits are never scaled.
 """
 
 from __future__ import annotations
@@ -34,6 +42,28 @@ class Deadline:
 
     def elapsed(self) -> float:
         return self.timeout - (self.at - time.monotonic())
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How long the harness waits for something; scaled by the run's timeout factor."""
+
+    seconds: float
+    what: str = ""
+
+    def scaled(self, factor: float) -> float:
+        return self.seconds * factor
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A bar the system under test must meet (a runbook limit). Never scaled."""
+
+    seconds: float
+    source: str = ""  # where the bar comes from (runbook section, config value)
+
+    def __str__(self) -> str:
+        return f"{self.seconds:g}s" + (f" ({self.source})" if self.source else "")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@
     link     one proxied connection: splice fast path, toxic path
     toxics   toxic types, attribute defaults, validation
     client   ToxiproxyClient / Proxy / Toxic for ours or the real Toxiproxy
+    errors   the API's error messages; the client's ToxiproxyError tree (imports nothing from renderchaos)
 """
 
 VERSION = "2.12.0"

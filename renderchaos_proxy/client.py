@@ -1,8 +1,9 @@
 """A thin typed client for the Toxiproxy API (ours or the real 2.12 server).
 
 Only documented endpoints are used, so it works unchanged against
-``ghcr.io/shopify/toxiproxy``. Every error becomes
-:class:`renderchaos.errors.ProxyError` (fields ``status``, ``url``), mapped at
+``ghcr.io/shopify/toxiproxy``. Every error is a
+:class:`renderchaos_proxy.errors.ToxiproxyError` (fields ``status``, ``url``;
+subclasses ``NotFound``, ``Conflict``, ``Unreachable``...), httpx errors mapped at
 this boundary with ``raise ... from exc``::
 
     client = ToxiproxyClient("http://127.0.0.1:8474")
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from renderchaos.errors import FaultHealError, ProxyError
+from renderchaos_proxy.errors import HealError, NotFound, ToxiproxyError, Unreachable, error_for_status
 
 DEFAULT_URL = "http://127.0.0.1:8474"
 #: Timeouts of one API call (s): the API answers at once or is broken.
@@ -79,7 +80,7 @@ class Proxy:
 
     def _api(self) -> "ToxiproxyClient":
         if self.client is None:
-            raise ProxyError(f"proxy {self.name!r} has no client; get it from ToxiproxyClient", status=None, url=None)
+            raise ToxiproxyError(f"proxy {self.name!r} has no client; get it from ToxiproxyClient")
         return self.client
 
     def _path(self, suffix: str = "") -> str:
@@ -147,9 +148,11 @@ class Proxy:
         finally:
             try:
                 self.enable()
-            except ProxyError as exc:
-                raise FaultHealError(
+            except ToxiproxyError as exc:
+                raise HealError(
                     f"could not re-enable proxy {self.name!r} ({exc}); POST /reset on the proxy API",
+                    status=exc.status,
+                    url=exc.url,
                     proxy=self.name,
                 ) from exc
 
@@ -169,14 +172,17 @@ class Proxy:
         finally:
             try:
                 self.remove_toxic(toxic.name)
-            except ProxyError as exc:
-                if exc.status != 404:  # 404: already gone (a reset), so healed
-                    raise FaultHealError(
-                        f"could not remove toxic {toxic.name!r} from proxy {self.name!r} ({exc}); "
-                        "POST /reset on the proxy API",
-                        proxy=self.name,
-                        toxic=toxic.name,
-                    ) from exc
+            except NotFound:
+                pass  # already gone (a reset), so healed
+            except ToxiproxyError as exc:
+                raise HealError(
+                    f"could not remove toxic {toxic.name!r} from proxy {self.name!r} ({exc}); "
+                    "POST /reset on the proxy API",
+                    status=exc.status,
+                    url=exc.url,
+                    proxy=self.name,
+                    toxic=toxic.name,
+                ) from exc
 
 
 class ToxiproxyClient:
@@ -202,7 +208,7 @@ class ToxiproxyClient:
         try:
             response = self._http.request(method, path, json=json)
         except httpx.HTTPError as exc:
-            raise ProxyError(
+            raise Unreachable(
                 f"{method} {url} failed: {type(exc).__name__}: {exc}; is the proxy API running there?",
                 status=None,
                 url=url,
@@ -213,7 +219,7 @@ class ToxiproxyClient:
                 message = response.json().get("error", message)
             except ValueError:
                 pass
-            raise ProxyError(
+            raise error_for_status(response.status_code)(
                 f"{method} {url} answered {response.status_code}: {message}",
                 status=response.status_code,
                 url=url,
@@ -223,7 +229,7 @@ class ToxiproxyClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise ProxyError(
+            raise ToxiproxyError(
                 f"{method} {url} answered {response.status_code} with a body that is not JSON: "
                 f"{response.text[:200]!r}",
                 status=response.status_code,
@@ -251,7 +257,8 @@ class ToxiproxyClient:
             else p
             for p in proxies
         ]
-        return [Proxy.from_json(obj, self) for obj in self.request("POST", "/populate", json=body)["proxies"]]
+        answer = self.request("POST", "/populate", json=body)["proxies"] or []  # null when empty
+        return [Proxy.from_json(obj, self) for obj in answer]
 
     def reset(self) -> None:
         self.request("POST", "/reset")

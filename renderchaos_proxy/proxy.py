@@ -34,6 +34,11 @@ def split_hostport(address: str) -> tuple[str, int]:
     return host, int(port or 0)
 
 
+def _go_addr(ip: str, port: int) -> str:
+    """An address as Go's TCPAddr.String() writes it: ``1.2.3.4:80``, ``[::1]:80``, ``:80`` (no IP)."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 class Proxy:
     def __init__(self, collection: "ProxyCollection", name: str, listen: str, upstream: str) -> None:
         self.collection = collection
@@ -64,11 +69,13 @@ class Proxy:
     def start(self) -> None:
         if self.enabled:
             return
+        where = self.listen  # what the error names: the resolved address once known, as Go does
         try:
             host, port = split_hostport(self.listen)
             infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             infos.sort(key=lambda info: info[0] != socket.AF_INET)  # "localhost" -> 127.0.0.1, as Go does
             family, _, _, _, addr = infos[0]
+            where = _go_addr(host and addr[0], addr[1])
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -79,10 +86,10 @@ class Proxy:
                 raise
         except (OSError, ValueError) as exc:
             reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ApiError(f"listen tcp {self.listen}: bind: {reason}", 500) from exc
+            raise ApiError(f"listen tcp {where}: bind: {reason}", 500) from exc
         sock.setblocking(False)
         bound = sock.getsockname()
-        self.listen = f"[{bound[0]}]:{bound[1]}" if family == socket.AF_INET6 else f"{bound[0]}:{bound[1]}"
+        self.listen = _go_addr(bound[0], bound[1])
         self._listener = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
         self.enabled = True

@@ -216,9 +216,9 @@ class ApiServer:
         obj: dict[str, Any] = {}
         if exc is not None:
             obj = {"error": exc.message, "status": exc.status}
-        obj["proxies"] = None if proxies is None else [p.to_json() for p in proxies]
-        response = json_response(obj, 201 if exc is None else exc.status)
-        return response
+        # Go marshals an empty list of proxies as null (a nil slice), error or not
+        obj["proxies"] = [p.to_json() for p in proxies] if proxies else None
+        return json_response(obj, 201 if exc is None else exc.status)
 
     def proxy_show(self, name: str, body: bytes) -> Response:
         return json_response(self.collection.get(name).to_json())

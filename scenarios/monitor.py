@@ -1,21 +1,32 @@
 """Monitoring and alerting (R §七 监控告警, A 监控和告警 2)."""
 
+from renderchaos.faults.spec import Described, Partition, Stop, Toxic
+from renderchaos.platforms.base import Feature
 from renderchaos.scenario import Runbook, Scenario
+from renderchaos.wait import Wait
 
 ALERTS = Scenario(
     id="monitor.alerts",
     title="the runbook's alert rules fire while each fault lasts and clear after recovery",
     runbook=Runbook("R", "§七 监控告警 (关键告警规则)"),
+    # in turn, each alert's fault (the suite injects these, in this order)
+    faults=(Stop("api"),  # ServiceDown
+            Partition("database", label="the database route down (under traffic)"),  # HighErrorRate
+            Toxic("provider", "latency", {"latency": 1500, "jitter": 0},
+                  label="the AI provider 1.5 s slower (under traffic)"),  # SlowAPIResponse
+            Stop("worker"),  # QueueBacklog (with a burst of renders)
+            Described("AI jobs for a model the provider does not have", (Feature.AI_JOBS.value,)),  # HighTaskFailureRate
+            Described("render inputs that fail the platform's media check, then good renders",
+                      (Feature.ASSETS.value,))),  # LowRenderSuccessRate
+    # reference_stack: Prometheus runs as a container of the stack's context, on its own stack
+    needs=(Feature.METRICS.value, "reference_stack"),
     tier="resilience",  # stops the API, the workers and the database in turn
-    needs=("render_api", "containers"),
-    fault="in turn: API stopped; database route down under traffic; provider latency 1.5 s under "
-          "traffic; workers stopped + a burst; AI jobs failing; render inputs corrupt",
     symptom="ServiceDown, HighErrorRate, SlowAPIResponse, QueueBacklog, HighTaskFailureRate, "
             "LowRenderSuccessRate (real Prometheus over the API's /metrics)",
     remedy="heal each fault (start the API / database route / workers, remove the toxic, "
            "stop the failing inputs and render good ones)",
-    detect_s=45.0,
-    recover_s=60.0,
+    detect=Wait(45.0),
+    recover=Wait(60.0),
     catches=("metrics_no_5xx_count",),
 )
 
@@ -23,13 +34,13 @@ RULES_EVALUATE = Scenario(
     id="monitor.alerts.task_failure",
     title="gate: the runbook's rules load in Prometheus, and HighTaskFailureRate fires and clears",
     runbook=Runbook("A", "监控和告警 2 (AI 任务失败率过高)"),
+    faults=(Described("a burst of AI jobs for a model the provider does not have", (Feature.AI_JOBS.value, "provider_control", "reference_stack")),),
+    needs=(Feature.METRICS.value,),
     tier="gate",
-    needs=("render_api", "containers"),
-    fault="a burst of AI jobs for a model the provider does not have",
     symptom="HighTaskFailureRate firing",
     remedy="stop sending them; the failure rate falls back",
-    detect_s=30.0,
-    recover_s=45.0,
+    detect=Wait(30.0),
+    recover=Wait(45.0),
     catches=("metrics_no_task_failures",),
     canary=False,
 )

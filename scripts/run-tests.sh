@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # the container tests run on both engines (RENDERCHAOS_TEST_ENGINES, default podman,docker)
 RENDERCHAOS_ENGINES=${RENDERCHAOS_ENGINES:-podman docker} bash scripts/setup.sh
-exec .venv/bin/pytest tests -n "${JOBS:-2}" "$@"
+exec .venv/bin/pytest tests -n "${JOBS:-2}" --durations=30 "$@"

@@ -6,7 +6,8 @@
 #     (the project's own tests run on both).
 #   * ffmpeg on the host (ffprobe checks of rendered outputs, the render tests)
 #   * mmdebstrap (local image builds where no registry answers)
-#   * .venv with renderchaos installed (editable) and its test/load extras
+#   * Chromium (Debian's) for the report's browser test
+#   * .venv with renderchaos installed (editable) and its test/load/otel extras
 #   * the images of the reference stack (official where pullable, else built; cached by hash;
 #     a Docker engine next to podman takes podman's builds of the same recipe)
 # Re-running it does nothing that is already done. Pass --no-images to skip image builds.
@@ -71,6 +72,22 @@ if [ ${#need_pkgs[@]} -gt 0 ] || [ ${#docker_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# Debian's Chromium, and a CJK font for the runbooks' Chinese titles: tests/report opens
+# report.html in it headless (Playwright drives /usr/bin/chromium; it downloads no browser)
+browser_pkgs=()
+command -v chromium >/dev/null || browser_pkgs+=(chromium)
+dpkg-query -W -f='${Status}' fonts-wqy-microhei 2>/dev/null | grep -q "ok installed" || browser_pkgs+=(fonts-wqy-microhei)
+if [ ${#browser_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    say "missing ${browser_pkgs[*]} (the report's browser test needs them): run this script as root or install them"
+  else
+    say "installing ${browser_pkgs[*]} (about 30-60 s)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${browser_pkgs[@]}" >/dev/null
+  fi
+fi
+
 if [ "$want_podman" = 1 ]; then
   # crun fails on this kernel ("cgroups in hybrid mode") and the sandbox lacks
   # CAP_SYS_RESOURCE, so default ulimits must not exceed the host's.
@@ -100,7 +117,7 @@ stamp=.venv/.renderchaos-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing renderchaos and its dependencies into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,load,stack]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,load,stack,otel]' 2>&1 | grep -v '^WARNING: Location' || true
   echo "$want" > "$stamp"
 fi
 
@@ -108,5 +125,9 @@ if [ "${1:-}" != "--no-images" ]; then
   # podman first: a Docker engine on this machine then takes podman's builds instead of rebuilding
   if [ "$want_podman" = 1 ]; then .venv/bin/python -m renderchaos.engine build --engine podman; fi
   if [ "$want_docker" = 1 ]; then .venv/bin/python -m renderchaos.engine build --engine docker; fi
+  # prove it: one throwaway container started the way the stack starts them (init, host
+  # network, uid 1000, a memory limit); a broken engine is one clear error here, not 40 later
+  if [ "$want_podman" = 1 ]; then RENDERCHAOS_ENGINE=podman .venv/bin/python -m renderchaos.provisioning.proof; fi
+  if [ "$want_docker" = 1 ]; then RENDERCHAOS_ENGINE=docker .venv/bin/python -m renderchaos.provisioning.proof; fi
 fi
 say "ready in $(( $(date +%s) - t0 )) s"

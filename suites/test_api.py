@@ -1,145 +1,159 @@
 """API scenarios (R §二, R §六.3, A §1): credentials, limits, validation, existence leaks, credits,
-fuzzing, SQL injection and floods. Gate tier: no container is touched, the fault is the input."""
+fuzzing, SQL injection and floods. Gate tier: no container is touched, the fault is the input.
+
+Every request goes through the platform adapter (``run.platform``): its clients, its credential
+mistakes, its invalid requests, its resources and seed requests. A refusal is judged in
+normalised terms (status and :class:`ErrorKind`) and, where the adapter opts into the runbooks'
+envelopes (feature ``runbook_envelopes``), also by the documented envelope.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import threading
-import uuid
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Callable, Iterator
 
 import httpx
+import pytest
 
 from renderchaos.faults.api import (
-    BAD_CREDENTIALS, DELETED_KEY, EXPIRED_TOKEN, FUZZ_EXCLUDED, SQL_PAYLOADS, BadInput, Flood, KeyDeleted,
-    TokenExpired, fuzz_requests, latencies, loopback_client, looks_like_stack_trace, p95, send,
+    SQL_PAYLOADS, BalanceSet, Flood, KeyRevoked, TokenExpired,
+    honour_retry_after, latencies, looks_like_stack_trace, p95, send, source_client,
 )
-from renderchaos.probes.api import RenderApi, honour_retry_after, render_body
+from renderchaos.platforms.base import Account, Answer, ErrorKind, Feature, JobState
 from renderchaos.scenario import ScenarioRun, runs
-from renderchaos.wait import Deadline, Poll
+from renderchaos.wait import Deadline, Limit, Poll, Wait
 from scenarios import api as A
 
-AI_MODEL = "refstack-echo"
-RENDER_LIST = "/v1/videos"
+#: a burst of this many back-to-back requests must meet the per-key limit (far above any sane burst)
+BURST_BOUND = 60
+#: fuzzed requests generated per run: bounded and fast in the gate, deeper in the resilience profile
+#: one SQL injection request may take this long; an injected pg_sleep(5) would not
+INJECTION_ANSWER = Limit(4.0, "an injected pg_sleep(5) / SLEEP(5) must not run")
+#: how long one injection request may take before we call it no answer
+INJECTION_REQUEST = Wait(10.0, "one injection request")
+#: the per-IP limit of R §六.3: limit_req zone=api rate=10r/s burst=20
+IP_RATE, IP_BURST = 10.0, 20
+#: latency resolution on a shared 2-core host: 2x a 5 ms p95 is noise
+LATENCY_FLOOR = Limit(0.05, "measurement floor on a shared 2-core host")
+FLOOD_FROM = "127.0.0.2"
+OBSERVER_FROM = "127.0.0.3"
 
 
 # ---------------------------------------------------------------------------------------
-# envelopes
+# helpers
 
 
-def envelope_problem(resp: httpx.Response, status: int, code: str, *, ai: bool) -> str | None:
-    """None if ``resp`` is ``status`` with the documented error envelope carrying ``code``."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return f"{resp.status_code} non-JSON body {resp.text[:120]!r}"
-    if resp.status_code != status:
-        return f"{resp.status_code} {resp.text[:200]}"
-    if ai:
-        ok = isinstance(body, dict) and body.get("success") is False and body.get("error_code") == code.upper() \
-            and isinstance(body.get("message"), str)
-        want = f'{{"success": false, "message", "error_code": "{code.upper()}"}}'
-    else:
-        err = body.get("error") if isinstance(body, dict) else None
-        ok = isinstance(err, dict) and err.get("code") == code and isinstance(err.get("message"), str)
-        want = f'{{"error": {{"code": "{code}", "message"}}}}'
-    return None if ok else f"envelope {resp.text[:200]} is not {want}"
+@pytest.fixture
+def http(scenario_run: ScenarioRun) -> Iterator[Callable[..., httpx.Client]]:
+    """``http(account)``: the platform's HTTP client as ``account`` (``None``: no credentials),
+    closed at the end of the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda account=None, **kw: stack.enter_context(scenario_run.platform.http(account, **kw))
 
 
-def message_of(resp: httpx.Response) -> str:
-    try:
-        body = resp.json()
-    except ValueError:
-        return resp.text
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message", ""))
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
+def refusal_problem(run: ScenarioRun, resp: httpx.Response, status: int, kind: ErrorKind) -> str | None:
+    """None if ``resp`` is ``status`` refused as ``kind`` (normalised) and, where the platform opts
+    into the runbooks' envelopes, in the documented envelope of its API."""
+    err = run.platform.classify(resp)
+    if resp.status_code != status or err is None or err.kind is not kind:
+        got = f"{err.kind}" if err is not None else "success"
+        return f"{resp.status_code} ({got}), expected {status} {kind}: {resp.text[:200]}"
+    if run.platform.has(Feature.ENVELOPES):
+        return run.platform.envelope_problem(resp, status, kind)  # type: ignore[attr-defined]
+    return None
 
 
-def field_of(resp: httpx.Response) -> str | None:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body["error"].get("field")
-    return body.get("field") if isinstance(body, dict) else None
+def message_of(run: ScenarioRun, resp: httpx.Response) -> str:
+    err = run.platform.classify(resp)
+    return err.message if err is not None else ""
 
 
-def submit_ai(run: ScenarioRun, api: RenderApi, prompt: str = "hello", **extra: Any) -> httpx.Response:
-    """POST an AI job; an accepted one goes into the run's ledger (audited in the steady state after)."""
-    resp = api.http.post("/api/v1/ai/jobs", json={"model": AI_MODEL, "prompt": prompt, **extra})
-    if resp.status_code == 202:
-        job_id = resp.json()["data"]["job_id"]
-        run.ledger.accept_id(job_id)
-    return resp
+def ai_submit(run: ScenarioRun, account: Account, prompt: str) -> Answer[str]:
+    """An AI job as ``account``; an accepted one goes into the run's ledger (audited after)."""
+    answer: Answer[str] = run.platform.ai_submit(account, prompt)  # type: ignore[attr-defined]
+    run.ledger.accept(answer, account, kind="ai")
+    return answer
 
 
 # ---------------------------------------------------------------------------------------
 @runs(A.AUTH)
-def test_auth_401_names_the_mistake(scenario_run: ScenarioRun) -> None:
+def test_auth_401_names_the_mistake(scenario_run: ScenarioRun, http: Callable[..., httpx.Client]) -> None:
     run = scenario_run
+    platform: Any = run.platform
+    mistakes, revoke, expire = A.AUTH.faults
     run.steady_state_before()
-    user = run.admin.create_user(credits=100, name="api.auth")
-    doomed = run.admin.new_key(user.user_id)
-    http = run.client(None).http  # no default Authorization header
-    run.inject(KeyDeleted(run.admin, doomed["key_id"]))
-    expired = run.inject(TokenExpired(run.admin, user.user_id))
-    assert isinstance(expired, TokenExpired) and expired.token
+    user = run.open_account("api.auth", credits=100)
+    anon = http(None)  # no default Authorization header
+    run.inject(mistakes)
+    revoked = run.inject(KeyRevoked(platform, user))
+    expired = run.inject(TokenExpired(platform, user))
+    assert revoked.revoked is not None and revoked.revoked.api_key and expired.token
+    run.journal.notes.append(f"{revoke.describe()}; {expire.describe()}")
 
-    missing_ai = f"/api/v1/ai/jobs/{uuid.uuid4()}"  # auth comes first: a 401, not a 404
+    # auth comes first: the probes include a resource that does not exist (a 401, not a 404)
+    probes = platform.auth_probes()
     cases: list[tuple[str, bool, str, dict[str, str], Any]] = []
-    for bc in BAD_CREDENTIALS:
-        for ai in (False, True):
-            cases.append((bc.name, ai, missing_ai if ai else RENDER_LIST, bc.headers(user.api_key), bc.names_it))
-    for ai in (False, True):
-        cases.append(("deleted_key", ai, missing_ai if ai else RENDER_LIST,
-                      {"Authorization": f"Bearer {doomed['api_key']}"}, DELETED_KEY))
-        cases.append(("expired_token", ai, missing_ai if ai else RENDER_LIST,
-                      {"Authorization": f"Bearer {expired.token}"}, EXPIRED_TOKEN))
+    for bc in platform.bad_credentials(user):
+        for _what, ai, path in probes:
+            cases.append((bc.name, ai, path, dict(bc.headers), bc.names_it))
+    for _what, ai, path in probes:
+        cases.append(("deleted_key", ai, path, platform.auth_headers(revoked.revoked.api_key), revoked.names_it))
+        cases.append(("expired_token", ai, path, platform.auth_headers(expired.token), expired.names_it))
+    names = sorted({c[0] for c in cases})
+    run.expect({"unknown_key", "garbled_key"} <= set(names),
+               "the credential mistakes include a key that does not exist (wrong key, garbled key; R §二.1)",
+               f"cases {names}")
 
-    results = run.detect(lambda: [(c, http.get(c[2], headers=c[3])) for c in cases],
+    results = run.detect(lambda: [(c, anon.get(c[2], headers=c[3])) for c in cases],
                          "a 401 for every bad credential of R §二.1 / A §1.1")
     problems, messages = [], {}
     for (name, ai, path, _headers, names_it), resp in results:
         where = f"{name} on {'AI' if ai else 'render'} API ({path})"
-        bad = envelope_problem(resp, 401, "unauthorized", ai=ai)
+        bad = refusal_problem(run, resp, 401, ErrorKind.UNAUTHORIZED)
         if bad:
             problems.append(f"{where}: {bad}")
             continue
-        msg = message_of(resp)
+        msg = message_of(run, resp)
         messages.setdefault((ai, name), msg)
         if not names_it.search(msg):
             problems.append(f"{where}: message {msg!r} does not name the mistake (/{names_it.pattern}/)")
-    # one message per mistake: a client can tell them apart (the whitespace variants may share one)
+    # one message per mistake: a client can tell them apart (the whitespace variants may share
+    # one, and so may the two keys that do not exist: both are "not a valid key")
+    def mistake(name: str) -> str:
+        if name.startswith("whitespace"):
+            return "whitespace"
+        return "no such key" if name in ("unknown_key", "garbled_key") else name
+
     for ai in (False, True):
         seen: dict[str, str] = {}
         for (a, name), msg in messages.items():
-            kind = "whitespace" if name.startswith("whitespace") else name
+            kind = mistake(name)
             if a == ai and seen.setdefault(msg, kind) != kind:
                 problems.append(f"{'AI' if ai else 'render'} API: {seen[msg]} and {kind} get the same "
                                 f"message {msg!r}")
     run.expect(not problems, "401 unauthorized, documented envelope, a message naming which mistake",
                "; ".join(problems))
 
-    def new_credentials() -> tuple[str, str]:
-        key = run.admin.new_key(user.user_id, rotate=True)["api_key"]
-        login = http.post("/api/v1/auth/login", json={"phone": user.phone, "password": user.password})
-        run.expect(login.status_code == 200, "re-login (POST /api/v1/auth/login) gives a token",
-                   f"{login.status_code} {login.text[:200]}")
-        return key, login.json()["data"]["access_token"]
+    def new_credentials() -> tuple[Account, str]:
+        fresh = platform.rotate_key(user)
+        login = platform.login(user)
+        run.expect(login.status_code == 200, "re-login gives a token", f"{login.status_code} {login.text[:200]}")
+        return fresh, platform.token_of(login)
 
-    key, token = run.remedy(new_credentials, "重新生成API Key; 重新登录获取新 token")
+    fresh, token = run.remedy(new_credentials, "重新生成API Key; 重新登录获取新 token")
+    render_paths = [path for _w, ai, path in probes if not ai]
 
     def works() -> bool:
-        r1 = http.get(RENDER_LIST, headers={"Authorization": f"Bearer {key}"})
-        r2 = http.get(f"/api/v1/ai/conversations/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"})
-        r3 = http.get(RENDER_LIST, headers={"Authorization": f"Bearer {doomed['api_key']}"})
-        run.expect(r1.status_code == 200 and r2.status_code == 404 and r3.status_code == 401,
-                   "new key 200 on the render API, fresh token authenticated on the AI API (404 for an unknown "
-                   "conversation), the deleted key still 401",
-                   f"new key {r1.status_code}, token {r2.status_code} {r2.text[:120]}, deleted key {r3.status_code}")
+        seen = []
+        for what, headers, path, status in platform.authenticated_probes(fresh.api_key, token):
+            r = anon.get(path, headers=headers)
+            seen.append(f"{what}: {r.status_code} {r.text[:120] if r.status_code != status else ''}")
+            run.expect(r.status_code == status, f"{what}: {status}", "; ".join(seen))
+        for path in render_paths:
+            r = anon.get(path, headers=platform.auth_headers(revoked.revoked.api_key))
+            run.expect(r.status_code == 401, "the deleted key is still refused (401)",
+                       f"deleted key {r.status_code} on {path}; {'; '.join(seen)}")
         return True
 
     run.recovered(works, "the new key and the new token work", poll=Poll(0.2, tolerate=()))
@@ -148,32 +162,41 @@ def test_auth_401_names_the_mistake(scenario_run: ScenarioRun) -> None:
 
 # ---------------------------------------------------------------------------------------
 @runs(A.RATE_LIMIT)
-def test_rate_limit_429_retry_after_per_tenant(scenario_run: ScenarioRun) -> None:
+def test_rate_limit_429_retry_after_per_tenant(scenario_run: ScenarioRun, http: Callable[..., httpx.Client]
+                                               ) -> None:
     run = scenario_run
+    platform: Any = run.platform
     run.steady_state_before()
-    noisy = run.client(run.admin.create_user(credits=100, name="api.rate_limit noisy").api_key)
-    quiet = run.client(run.admin.create_user(credits=100, name="api.rate_limit quiet").api_key)
-    run.inject(BadInput("one tenant sends back-to-back requests above its per-key limit"))
+    noisy = http(run.open_account("api.rate_limit noisy", credits=100))
+    quiet = http(run.open_account("api.rate_limit quiet", credits=100))
+    read = platform.light_read()
+    (spec,) = A.RATE_LIMIT.faults
+    run.inject(spec)
     sent = {"n": 0, "ok": 0}
-    limit = 60  # bound the burst: far above any sane per-key burst
+
+    def get(client: httpx.Client) -> httpx.Response:
+        return client.request(read.method, read.path)
 
     def burst_until_429() -> httpx.Response | None:
-        if sent["n"] >= limit:
-            run.fail("429 rate_limit_exceeded within a burst of 60 back-to-back requests",
+        if sent["n"] >= BURST_BOUND:
+            run.fail(f"429 rate limited within a burst of {BURST_BOUND} back-to-back requests",
                      f"{sent['ok']} of {sent['n']} answered 200: no per-key limit")
         sent["n"] += 1
-        r = noisy.http.get(RENDER_LIST, params={"limit": 1})
+        r = get(noisy)
         if r.status_code == 200:
             sent["ok"] += 1
         return r if r.status_code == 429 else None
 
     first = run.detect(burst_until_429, "the first 429 of the burst", poll=Poll(0.0, tolerate=()))
-    other = quiet.http.get(RENDER_LIST, params={"limit": 1})
-    still = noisy.http.get(RENDER_LIST, params={"limit": 1})
-    bad = envelope_problem(first, 429, "rate_limit_exceeded", ai=False)
-    run.expect(bad is None, "429 with {'error': {'code': 'rate_limit_exceeded', ...}}", str(bad))
+    other = get(quiet)
+    still = get(noisy)
+    bad = refusal_problem(run, first, 429, ErrorKind.RATE_LIMITED)
+    run.expect(bad is None, "429 rate limited, with {'error': {'code': 'rate_limit_exceeded', ...}} where the "
+               "platform follows the runbook's envelope", str(bad))
     header = first.headers.get("retry-after", "")
-    body_ra = first.json()["error"].get("retry_after")
+    body_ra: Any = run.platform.classify(first).retry_after  # type: ignore[union-attr]
+    if run.platform.has(Feature.ENVELOPES):
+        body_ra = platform.envelope_field(first, "retry_after")
     run.expect(header.isdigit() and int(header) >= 1 and isinstance(body_ra, (int, float)) and body_ra >= 1,
                "Retry-After header (whole seconds >= 1) and retry_after in the body",
                f"Retry-After={header!r}, retry_after={body_ra!r}")
@@ -186,7 +209,7 @@ def test_rate_limit_429_retry_after_per_tenant(scenario_run: ScenarioRun) -> Non
     run.remedy(lambda: threading.Event().wait(wait_s), f"wait Retry-After = {wait_s:g} s, then retry")
 
     def retry_once() -> bool:
-        r = noisy.http.get(RENDER_LIST, params={"limit": 1})
+        r = get(noisy)
         run.expect(r.status_code == 200, f"the first retry after waiting Retry-After ({wait_s:g} s) succeeds",
                    f"{r.status_code} {r.text[:200]}")
         return True
@@ -196,100 +219,70 @@ def test_rate_limit_429_retry_after_per_tenant(scenario_run: ScenarioRun) -> Non
 
 
 # ---------------------------------------------------------------------------------------
-def _bad_bodies(big: int) -> list[tuple[str, bool, str, bytes, str]]:
-    """(name, ai, path, raw body, field the 400 must name)."""
-    ok_data = {"title": "Test", "duration": 1, "width": 320, "height": 240, "price": 99}
-    j = lambda o: json.dumps(o).encode()  # noqa: E731
-    return [
-        ("missing template_id", False, "/v1/videos", j({"data": {"title": "Test"}}), "template_id"),
-        ("template_id: 123", False, "/v1/videos", j({"template_id": 123, "data": ok_data}), "template_id"),
-        ("data.price: \"99\"", False, "/v1/videos",
-         j({"template_id": "template_abc123", "data": {**ok_data, "price": "99"}}), "data.price"),
-        ("malformed JSON", False, "/v1/videos", b'{"template_id": "template_abc123", "data": {', "body"),
-        ("oversize body", False, "/v1/videos",
-         j({"template_id": "template_abc123", "data": {**ok_data, "title": "a" * big}}), "body"),
-        ("empty body", False, "/v1/videos", b"", "body"),
-        ("missing model", True, "/api/v1/ai/jobs", j({"prompt": "hello"}), "model"),
-        ("model: 123", True, "/api/v1/ai/jobs", j({"model": 123, "prompt": "hello"}), "model"),
-        ("prompt: [\"hi\"]", True, "/api/v1/ai/jobs", j({"model": AI_MODEL, "prompt": ["hi"]}), "prompt"),
-        ("malformed JSON", True, "/api/v1/ai/jobs", b'{"model": "x", "prompt": ', "body"),
-        ("oversize body", True, "/api/v1/ai/jobs", j({"model": AI_MODEL, "prompt": "a" * big}), "body"),
-        ("login without phone", True, "/api/v1/auth/login", j({"password": "x"}), "phone"),
-    ]
-
-
 @runs(A.VALIDATION)
-def test_validation_400_names_the_field(scenario_run: ScenarioRun) -> None:
+def test_validation_400_names_the_field(scenario_run: ScenarioRun, http: Callable[..., httpx.Client]) -> None:
     run = scenario_run
     run.steady_state_before()
-    cases = _bad_bodies(big=70_000)  # above MAX_BODY_BYTES (64 KiB by default)
-    # one tenant per case: the per-key limit (5 r/s, burst 10) must not answer instead of validation
-    clients = [run.client(run.admin.create_user(credits=100, name="api.validation").api_key) for _ in cases]
-    run.inject(BadInput("; ".join(sorted({c[0] for c in cases}))))
+    cases = run.platform.invalid_requests(None)  # type: ignore[arg-type] # bodies above the size limit too
+    run.expect(len(cases) > 0, "the platform names requests it must refuse as invalid", "none")
+    # one tenant per case: a per-key limit must not answer instead of validation
+    accounts = [run.open_account("api.validation", credits=100) for _ in cases]
+    clients = [http(a) for a in accounts]
+    (spec,) = A.VALIDATION.faults
+    run.inject(spec)
 
     def send_all() -> list[tuple[Any, httpx.Response]]:
-        return [(c, cl.http.post(c[2], content=c[3], headers={"Content-Type": "application/json"}))
-                for c, cl in zip(cases, clients)]
+        return [(c, c.send(cl)) for c, cl in zip(cases, clients)]
 
     results = run.detect(send_all, "a 400 naming the field for every bad body")
     problems = []
-    for (name, ai, path, _body, field), resp in results:
-        bad = envelope_problem(resp, 400, "invalid_parameter" if not ai else "validation_error", ai=ai)
+    for case, resp in results:
+        bad = refusal_problem(run, resp, 400, case.kind)
+        err = run.platform.classify(resp)
         if bad:
-            problems.append(f"{name} -> {path}: {bad}")
-        elif field_of(resp) != field:
-            problems.append(f"{name} -> {path}: field {field_of(resp)!r}, expected {field!r}")
+            problems.append(f"{case.name}: {bad}")
+        elif case.field is not None and (err is None or err.field != case.field):
+            problems.append(f"{case.name}: field {err.field if err else None!r}, expected {case.field!r}")
         if looks_like_stack_trace(resp.text):
-            problems.append(f"{name} -> {path}: stack trace in the body")
+            problems.append(f"{case.name}: stack trace in the body")
     run.expect(not problems, "400 invalid_parameter / VALIDATION_ERROR with the right field, never 500",
                "; ".join(problems))
 
-    fixed = run.remedy(lambda: run.submit(clients[0], title="Test", duration=1.0),
+    fixed = run.remedy(lambda: run.submit(account=accounts[0], title="Test", duration=1.0),
                        "send the runbook's ✅ 正确 body (template_id string, price number)")
-    run.recovered(lambda: fixed.status_code == 202 or run.fail("the corrected request is accepted (202)",
-                                                               f"{fixed.status_code} {fixed.text[:200]}"),
+    run.recovered(lambda: fixed.ok or run.fail("the corrected request is accepted (202)", str(fixed)),
                   "the corrected request is accepted", poll=Poll(0.2, tolerate=()))
     run.steady_state_after()
 
 
 # ---------------------------------------------------------------------------------------
 @runs(A.NOT_FOUND)
-def test_not_found_is_indistinguishable(scenario_run: ScenarioRun) -> None:
+def test_not_found_is_indistinguishable(scenario_run: ScenarioRun, http: Callable[..., httpx.Client]) -> None:
     run = scenario_run
+    platform: Any = run.platform
     run.steady_state_before()
-    owner = run.api
-    job = run.submit(owner, title="owned by A", duration=1.0)
-    run.expect(job.status_code == 202, "the owner's render is accepted", f"{job.status_code} {job.text[:200]}")
-    job_id = job.json()["id"]
-    ai = submit_ai(run, owner, prompt="owned by A")
-    run.expect(ai.status_code == 202, "the owner's AI job is accepted", f"{ai.status_code} {ai.text[:200]}")
-    ai_id, conv_id = ai.json()["data"]["job_id"], ai.json()["data"]["conversation_id"]
-    other = run.client(run.admin.create_user(credits=100, name="api.not_found other").api_key)
-    run.inject(BadInput("another user's ids, unknown ids and malformed ids"))
-    unknown = str(uuid.uuid4())
+    owner = run.account
+    job_id = run.accepted(run.submit(title="owned by A", duration=1.0), "the owner's render")
+    ai = ai_submit(run, owner, "owned by A")
+    ai_id = run.accepted(ai, "the owner's AI job")
+    conv_id = platform.conversation_of(ai)
+    other = http(run.open_account("api.not_found other", credits=100))
+    (spec,) = A.NOT_FOUND.faults
+    run.inject(spec)
     # (what, method, path of A's resource, path of a resource that does not exist)
-    pairs = [
-        ("render job", "GET", f"/v1/videos/{job_id}", f"/v1/videos/{unknown}"),
-        ("render job, malformed id", "GET", f"/v1/videos/{job_id}", "/v1/videos/not-a-job-id"),
-        ("cancel", "DELETE", f"/v1/videos/{job_id}", f"/v1/videos/{unknown}"),
-        ("download", "GET", f"/v1/videos/{job_id}/download", f"/v1/videos/{unknown}/download"),
-        ("AI job", "GET", f"/api/v1/ai/jobs/{ai_id}", f"/api/v1/ai/jobs/{unknown}"),
-        ("render job on the AI API", "GET", f"/api/v1/ai/jobs/{job_id}", f"/api/v1/ai/jobs/{unknown}"),
-        ("conversation", "GET", f"/api/v1/ai/conversations/{conv_id}", f"/api/v1/ai/conversations/{unknown}"),
-    ]
+    pairs = platform.owned_resources(job_id, ai_id, conv_id)
 
     def probe() -> list[tuple[Any, httpx.Response, httpx.Response]]:
-        # 14 requests from one key: honour the per-key limit's Retry-After, as a client must
-        deadline = Deadline.after(run.scenario.detect_s)
-        ask = lambda method, path: honour_retry_after(lambda: other.http.request(method, path), deadline)  # noqa: E731
+        # two requests per pair from one key: honour the per-key limit's Retry-After, as a client must
+        deadline = Deadline.after(run.detect_wait)
+        ask = lambda method, path: honour_retry_after(lambda: other.request(method, path), deadline)  # noqa: E731
         return [(p, ask(p[1], p[2]), ask(p[1], p[3])) for p in pairs]
 
     results = run.detect(probe, "404 for another user's ids and for unknown ids")
     problems = []
-    for (what, method, theirs, missing), r_theirs, r_missing in results:
-        ai_path = theirs.startswith("/api/")
+    for (what, method, _theirs, _missing), r_theirs, r_missing in results:
         for label, r in (("another user's", r_theirs), ("unknown", r_missing)):
-            bad = envelope_problem(r, 404, "not_found", ai=ai_path)
+            bad = refusal_problem(run, r, 404, ErrorKind.NOT_FOUND)
             if bad:
                 problems.append(f"{method} {what} ({label} id): {bad}")
         if r_theirs.content != r_missing.content or r_theirs.status_code != r_missing.status_code:
@@ -302,10 +295,10 @@ def test_not_found_is_indistinguishable(scenario_run: ScenarioRun) -> None:
                "; ".join(problems))
 
     def owner_sees_it() -> bool:
-        r = owner.get(job_id)
-        run.expect(r.status_code == 200 and r.json()["status"] != "cancelled",
-                   "the owner still reads the job, and another user's DELETE did not cancel it",
-                   f"{r.status_code} {r.text[:200]}")
+        answer = platform.job(owner, job_id)
+        run.expect(answer.ok and answer.value.state is not JobState.CANCELLED,
+                   "the owner still reads the job, and another user's DELETE did not cancel it", str(answer)
+                   + (f" {answer.value.brief()}" if answer.value else ""))
         return True
 
     run.remedy(lambda: None, "none: the owner reads their own resources")
@@ -317,48 +310,50 @@ def test_not_found_is_indistinguishable(scenario_run: ScenarioRun) -> None:
 @runs(A.CREDITS)
 def test_credits_402_and_never_negative(scenario_run: ScenarioRun) -> None:
     run = scenario_run
+    platform: Any = run.platform
     run.steady_state_before()
     # learn the costs from real jobs (the target's RENDER_COST / AI_COST)
     r = run.submit(title="cost probe", duration=1.0)
-    run.expect(r.status_code == 202, "a render with enough credits is accepted", f"{r.status_code} {r.text[:200]}")
-    render_cost = int(r.json()["cost"])
-    a = submit_ai(run, run.api, prompt="cost probe")
-    run.expect(a.status_code == 202, "an AI job with enough credits is accepted", f"{a.status_code} {a.text[:200]}")
-    ai_cost = int(a.json()["data"]["cost"])
+    run.accepted(r, "a render with enough credits")
+    render_cost = platform.job_cost(r)
+    a = ai_submit(run, run.account, "cost probe")
+    run.accepted(a, "an AI job with enough credits")
+    ai_cost = platform.job_cost(a)
     run.expect(render_cost > 0 and ai_cost > 0, "jobs cost credits", f"render {render_cost}, AI {ai_cost}")
 
-    poor = run.admin.create_user(credits=0, name="api.credits poor")
-    poor_api = run.client(poor.api_key)
-    racer = run.admin.create_user(credits=3 * render_cost, name="api.credits racer")
-
-    class LowBalance(BadInput):
-        def inject(self) -> None:
-            run.admin.set_credits(poor.user_id, min(render_cost, ai_cost) - 1)
-
-    run.inject(LowBalance("balance one credit below the cheapest job"))
+    poor = run.open_account("api.credits poor", credits=0)
+    racer = run.open_account("api.credits racer", credits=3 * render_cost)
+    low, concurrent = A.CREDITS.faults
     below = min(render_cost, ai_cost) - 1
+    run.inject(BalanceSet(platform, poor, below))
+    run.journal.notes.append(f"{low.describe()}: {below}")
 
-    def refused() -> tuple[httpx.Response, httpx.Response]:
-        return run.submit(poor_api, title="too poor", duration=1.0), submit_ai(run, poor_api, prompt="too poor")
+    def refused() -> tuple[Answer[str], Answer[str]]:
+        return run.submit(account=poor, title="too poor", duration=1.0), ai_submit(run, poor, "too poor")
 
     rr, ra = run.detect(refused, "402 for a job the balance cannot pay")
-    problems = [f"render: {p}" for p in [envelope_problem(rr, 402, "insufficient_credits", ai=False)] if p]
-    problems += [f"AI: {p}" for p in [envelope_problem(ra, 402, "insufficient_credits", ai=True)] if p]
-    balance = run.admin.user(poor.user_id)["credits"]
+    problems = []
+    for api, answer in (("render", rr), ("AI", ra)):
+        if answer.response is None:
+            problems.append(f"{api}: {answer}")
+        elif p := refusal_problem(run, answer.response, 402, ErrorKind.INSUFFICIENT_CREDITS):
+            problems.append(f"{api}: {p}")
+    balance = platform.balance(poor)
     if balance != below:
         problems.append(f"balance {balance} after two refused jobs, expected {below} (unchanged)")
     run.expect(not problems, "402 INSUFFICIENT_CREDITS, balance unchanged", "; ".join(problems))
 
     # concurrent submits against a balance worth exactly 3 renders
+    run.inject(concurrent)
     n = 10
-    clients = [run.client(racer.api_key) for _ in range(n)]
+    platform.list_jobs(racer, limit=1)  # the racer's client exists before the race: the threads share its pool
     gate = threading.Barrier(n)
-    answers: list[httpx.Response | Exception] = [Exception("not run")] * n
+    answers: list[Answer[str] | Exception] = [Exception("not run")] * n
 
     def one(i: int) -> None:
         gate.wait(timeout=10)
         try:
-            answers[i] = run.submit(clients[i], title=f"race {i}", duration=0.5)
+            answers[i] = run.submit(account=racer, title=f"race {i}", duration=0.5)
         except Exception as exc:  # noqa: BLE001 - reported below
             answers[i] = exc
 
@@ -367,25 +362,25 @@ def test_credits_402_and_never_negative(scenario_run: ScenarioRun) -> None:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    codes = [a.status_code if isinstance(a, httpx.Response) else repr(a) for a in answers]
-    accepted = codes.count(202)
-    user = run.admin.user(racer.user_id)
-    ledger = run.admin.user_ledger(racer.user_id)["entries"]
-    charged = -sum(e["amount"] for e in ledger if e["kind"] == "charge")
-    observed = (f"{accepted} of {n} concurrent submits accepted (answers {codes}), balance {user['credits']}, "
+    codes = [a.status if isinstance(a, Answer) else repr(a) for a in answers]
+    accepted = sum(1 for a in answers if isinstance(a, Answer) and a.ok)
+    left = platform.balance(racer)
+    charged = platform.charges_of(racer)
+    observed = (f"{accepted} of {n} concurrent submits accepted (answers {codes}), balance {left}, "
                 f"ledger charges {charged}, start balance {3 * render_cost}, cost {render_cost}")
-    run.expect(user["credits"] >= 0 and accepted <= 3 and charged == accepted * render_cost
-               and user["credits"] == 3 * render_cost - charged,
+    run.expect(left >= 0 and accepted <= 3 and charged == accepted * render_cost
+               and left == 3 * render_cost - charged,
                "balance never negative: at most 3 of 10 concurrent submits accepted, each charged once, "
                "the rest 402", observed)
-    run.expect(all(c in (202, 402, 429) for c in codes), "every concurrent submit answered 202, 402 or 429",
-               observed)
+    run.expect(all(isinstance(a, Answer) and (a.ok or a.kind in (ErrorKind.INSUFFICIENT_CREDITS,
+                                                                   ErrorKind.RATE_LIMITED)) for a in answers),
+               "every concurrent submit answered 202, 402 or 429", observed)
 
-    run.remedy(lambda: run.admin.set_credits(poor.user_id, render_cost), "充值积分: top up to one render's cost")
+    run.remedy(lambda: platform.set_credits(poor, render_cost), "充值积分: top up to one render's cost")
 
     def paid() -> bool:
-        r = run.submit(poor_api, title="after top-up", duration=1.0)
-        run.expect(r.status_code == 202, "accepted after the top-up", f"{r.status_code} {r.text[:200]}")
+        answer = run.submit(account=poor, title="after top-up", duration=1.0)
+        run.expect(answer.ok, "accepted after the top-up", str(answer))
         return True
 
     run.recovered(paid, "a submit after the top-up is accepted", poll=Poll(0.2, tolerate=()))
@@ -393,61 +388,46 @@ def test_credits_402_and_never_negative(scenario_run: ScenarioRun) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+#: per operation: the gate stays fast and deterministic (seeded); the resilience run goes deeper
+GATE_EXAMPLES, DEEP_EXAMPLES = 25, 150
+#: the reference stack fuzzed without its per-key rate limit (the engine waits out 429s, which
+#: would turn a gate run into minutes of waiting); other targets run as they are
+FUZZ_STACK = dict(workers=1, env={"RATE_LIMIT_KEY_RATE": "0"})
+
+
 @runs(A.FUZZ)
+@pytest.mark.stack(**FUZZ_STACK)
 def test_fuzz_no_5xx_no_stack_traces(scenario_run: ScenarioRun, chaos_seed: int) -> None:
-    from hypothesis import HealthCheck, Phase, given, seed, settings
+    from renderchaos.probes.fuzz import fuzz
 
     run = scenario_run
     run.steady_state_before()
-    http = run.client(None).http
-    spec = http.get("/openapi.json")
-    run.expect(spec.status_code == 200, "/openapi.json lists the endpoints", f"{spec.status_code}")
-    paths = {p: sorted(m.upper() for m in ops) for p, ops in spec.json()["paths"].items()
-             if not p.startswith(FUZZ_EXCLUDED)}
-    requests_n = 1000 if run.profile.name == "resilience" else 200  # bounded: fast in the gate
-    # zero-credit tenants (nothing fuzzed is ever accepted as a job), enough of them that the
-    # per-key limit (burst 10) leaves most requests to reach validation
-    keys = [run.admin.create_user(credits=0, name="api.fuzz").api_key for _ in range(max(8, requests_n // 8))]
-    victim = run.admin.create_user(credits=0, name="api.fuzz ids")  # admin endpoints act on this one
-    job = run.submit(title="fuzz target", duration=1.0)
-    run.expect(job.status_code == 202, "a real job to aim ids at", f"{job.status_code}")
-    ids = {"job_id": job.json()["id"], "user_id": victim.user_id, "key_id": victim.key_id}
-    strategy = fuzz_requests(paths, ids, keys, run.target.admin_token)
-    run.inject(BadInput(f"{requests_n} hypothesis-generated requests over {len(paths)} paths, seed {chaos_seed}"))
-    problems: list[str] = []
-    statuses: dict[int, int] = {}
-
-    @seed(chaos_seed)
-    @settings(max_examples=requests_n, database=None, deadline=None, phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=list(HealthCheck), derandomize=False)
-    @given(strategy)
-    def one(req: Any) -> None:
-        try:
-            r = http.request(req.method, req.path, params=req.params, headers=req.headers, content=req.body)
-        except httpx.HTTPError as exc:
-            problems.append(f"{req.short()}: transport error {type(exc).__name__}: {exc}")
-            return
-        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-        trace = looks_like_stack_trace(r.text)
-        if r.status_code >= 500:
-            problems.append(f"{req.short()} -> {r.status_code}{' with a stack trace in the body' if trace else ''} "
-                            f"{r.text[:300]}")
-        elif trace:
-            problems.append(f"{req.short()} -> {r.status_code}: stack trace in the body {r.text[:300]}")
-
-    def fuzz() -> dict[int, int]:
-        one()
-        return dict(statuses) or {0: 0}
-
-    seen = run.detect(fuzz, f"{requests_n} fuzzed requests answered", poll=Poll(0.1, tolerate=()))
-    run.journal.notes.append(f"fuzz statuses: {dict(sorted(seen.items()))}")
-    run.expect(not problems, "no 5xx and no stack trace for any generated input",
-               f"{len(problems)} bad answers (replay with --chaos-seed {chaos_seed}): " + " | ".join(problems[:5]))
-    run.expect(sum(v for k, v in seen.items() if k != 429) >= requests_n // 2,
-               "most fuzzed requests reach the handlers (not rate limited)", f"statuses {seen}")
-
+    schema = run.platform.openapi()
+    run.expect(bool(schema and schema.get("paths")), "the platform's OpenAPI document lists its endpoints",
+               f"{str(schema)[:200]}")
+    assert schema is not None
+    examples = DEEP_EXAMPLES if run.profile.name == "resilience" else GATE_EXAMPLES
+    # what to send as whom: credentials per security scheme, valid base bodies, ids to aim at, and the
+    # operations that must not be fuzzed (they reach the internet, or act on the platform by design)
+    options = run.platform.fuzz_options(run.open_account)
+    explicit, generated = A.FUZZ.faults
+    run.inject(explicit)
+    run.inject(generated)
+    budget = run.detect_wait
+    result = run.detect(lambda: fuzz(schema, seed=chaos_seed, max_examples=examples, time_budget=budget, **options),
+                        f"the explicit cases and {examples} generated requests per operation answered",
+                        poll=Poll(0.1, tolerate=()))
+    run.journal.notes.append(f"fuzz: {result.requests} requests ({result.explicit_cases} explicit) over "
+                             f"{result.operations} operations in {result.elapsed_s:.0f}s, seed {result.seed}; "
+                             f"statuses {dict(sorted(result.statuses.items()))}")
+    run.journal.extra["fuzz"] = {"requests": result.requests, "explicit": result.explicit_cases,
+                                 "statuses": result.statuses, "findings": [f.describe()[:600] for f in result.findings[:50]]}
+    run.expect(not result.out_of_time, f"the fuzz run finishes within its {budget:.0f}s budget",
+               f"out of time after {result.requests} requests")
+    run.expect(not result.findings, "no 5xx, no stack trace in any body, every status code and response documented "
+               "in the platform's own OpenAPI", lambda: f"replay with --chaos-seed {chaos_seed}: {result.summary(limit=12)}")
     run.remedy(lambda: None, "none needed")
-    run.recovered(lambda: run.api.http.get(RENDER_LIST).status_code == 200, "a valid request still works")
+    run.recovered(lambda: run.platform.health().ok, "the platform still healthy")
     run.steady_state_after()
 
 
@@ -480,60 +460,30 @@ def _db_snapshot(run: ScenarioRun) -> tuple[list[tuple[str, str, str]], dict[str
 
 
 @runs(A.SQL_INJECTION)
-def test_sql_injection_changes_nothing(scenario_run: ScenarioRun) -> None:
+def test_sql_injection_changes_nothing(scenario_run: ScenarioRun, http: Callable[..., httpx.Client]) -> None:
     run = scenario_run
+    platform: Any = run.platform
     run.steady_state_before()
-    victim = run.user
-    vjob = run.submit(title="victim's job", duration=1.0)
-    run.expect(vjob.status_code == 202, "the victim's render is accepted", f"{vjob.status_code}")
-    writer = run.admin.create_user(credits=1000, name="api.sql_injection writer")
-    writer_api = run.client(writer.api_key)
+    victim = run.account
+    vjob = run.accepted(run.submit(title="victim's job", duration=1.0), "the victim's render")
+    writer = run.open_account("api.sql_injection writer", credits=1000)
     # two zero-credit attackers per payload (render, AI): valid text ends at 402, never a job;
     # and the per-key limit never answers instead of the handler
-    attackers = [(run.client(run.admin.create_user(credits=0, name="sqli render").api_key),
-                  run.client(run.admin.create_user(credits=0, name="sqli ai").api_key)) for _ in SQL_PAYLOADS]
+    attackers = [(http(run.open_account("sqli render", credits=0)), http(run.open_account("sqli ai", credits=0)))
+                 for _ in SQL_PAYLOADS]
+    anon = http(None)
     schema0, counts0, balances0 = _db_snapshot(run)
-    run.inject(BadInput(f"{len(SQL_PAYLOADS)} SQL injection payloads in every string field, id and query"))
-    valid = render_body(duration=0.5)
-
-    def requests_for(p: str) -> list[tuple[str, str, str, dict[str, Any], str]]:
-        """(api, method, path, kwargs, kind); kind: 'write' (no 5xx), 'read' (must be 4xx), 'list' (no rows)."""
-        d = valid["data"]
-        q = lambda s: quote(s, safe="")  # noqa: E731
-        return [
-            ("r", "POST", "/v1/videos", {"json": {**valid, "template_id": p}}, "write"),
-            ("r", "POST", "/v1/videos", {"json": {**valid, "data": {**d, "title": p, "preset": p, p[:30]: p}}}, "write"),
-            ("r", "POST", "/v1/videos", {"json": {**valid, "data": {**d, "colours": [p]}}}, "write"),
-            ("r", "POST", "/v1/videos", {"json": {**valid, "input_asset": p, "audio_asset": p}}, "write"),
-            ("r", "GET", f"/v1/videos/{q(p)}", {}, "read"),
-            ("r", "DELETE", f"/v1/videos/{q(p)}", {}, "read"),
-            ("r", "GET", f"/v1/videos/{q(p)}/download", {}, "read"),
-            ("r", "GET", "/v1/videos", {"params": {"status": p}}, "list"),
-            ("r", "GET", "/v1/videos", {"params": {"cursor": p}}, "list"),
-            ("r", "GET", "/v1/videos", {"params": {"limit": p}}, "list"),
-            ("a", "POST", "/api/v1/ai/jobs", {"json": {"model": p, "prompt": "x"}}, "write"),
-            ("a", "POST", "/api/v1/ai/jobs", {"json": {"model": AI_MODEL, "prompt": p}}, "write"),
-            ("a", "POST", "/api/v1/ai/jobs", {"json": {"model": AI_MODEL, "prompt": "x", "conversation_id": p}},
-             "write"),
-            ("a", "GET", f"/api/v1/ai/jobs/{q(p)}", {}, "read"),
-            ("a", "GET", f"/api/v1/ai/conversations/{q(p)}", {}, "read"),
-            ("-", "POST", "/api/v1/auth/login", {"json": {"phone": p, "password": p}}, "read"),
-            ("-", "POST", "/api/v1/auth/login", {"json": {"phone": victim.phone, "password": p}}, "read"),
-            ("-", "GET", "/v1/videos", {"headers": {"Authorization": f"Bearer {p}".encode()}}, "read"),
-            ("-", "GET", f"/api/v1/ai/jobs/{vjob.json()['id']}", {"headers": {"Authorization": f"Bearer {p}".encode()}},
-             "read"),
-        ]
-
-    anon = run.client(None)
+    (spec,) = A.SQL_INJECTION.faults
+    run.inject(spec)
+    timeout = httpx.Timeout(run.wait(INJECTION_REQUEST))
 
     def attack() -> list[str]:
         problems = []
         for p, (r_api, a_api) in zip(SQL_PAYLOADS, attackers):
-            for api, method, path, kw, kind in requests_for(p):
-                client = {"r": r_api, "a": a_api, "-": anon}[api].http
-                s_t = httpx.Timeout(10.0)
+            for api, method, path, kw, kind in platform.injection_requests(p, victim.extra.get("phone"), vjob):
+                client = {"r": r_api, "a": a_api, "-": anon}[api]
                 try:
-                    r = client.request(method, path, timeout=s_t, **kw)
+                    r = client.request(method, path, timeout=timeout, **kw)
                 except httpx.HTTPError as exc:
                     problems.append(f"{method} {path} payload {p!r}: {type(exc).__name__} {exc}")
                     continue
@@ -545,29 +495,28 @@ def test_sql_injection_changes_nothing(scenario_run: ScenarioRun) -> None:
                     problems.append(f"{where} -> 429 (rate limited: payload not tested)")
                 elif kind == "read" and r.status_code < 400:
                     problems.append(f"{where} -> {r.status_code}: the payload read something {r.text[:200]}")
-                elif kind == "list" and r.status_code == 200 and r.json().get("data"):
-                    problems.append(f"{where} -> {len(r.json()['data'])} rows of other users")
+                elif kind == "list" and r.status_code == 200 and (rows := _rows(r)):
+                    problems.append(f"{where} -> {rows} rows of other users")
                 elif kind == "write" and r.status_code // 100 == 2:
                     problems.append(f"{where} -> {r.status_code}: a zero-credit user's job was accepted")
-                if secs > 4.0:
-                    problems.append(f"{where} took {secs:.1f}s (an injected pg_sleep?)")
+                if secs > INJECTION_ANSWER.seconds:
+                    problems.append(f"{where} took {secs:.1f}s (an injected pg_sleep? limit {INJECTION_ANSWER})")
         return problems or ["ok"]
 
     problems = [p for p in run.detect(attack, "every payload answered without 5xx", poll=Poll(0.1, tolerate=()))
                 if p != "ok"]
     # payloads where they are valid text: stored and shown literally
-    literal = SQL_PAYLOADS[:3]
     stored = []
-    for p in literal:
-        r = run.submit(writer_api, title=p, duration=0.5)
-        if r.status_code != 202:
-            problems.append(f"title {p!r} (valid text) refused: {r.status_code} {r.text[:200]}")
+    for p in SQL_PAYLOADS[:3]:
+        answer = run.submit(account=writer, title=p, duration=0.5)
+        if not answer.ok or not answer.value:
+            problems.append(f"title {p!r} (valid text) refused: {answer}")
         else:
-            stored.append((p, r.json()["id"]))
+            stored.append((p, answer.value))
     for p, jid in stored:
-        params = (run.admin.job(jid) or {}).get("params") or {}
-        if params.get("title") != p:
-            problems.append(f"title {p!r} stored as {params.get('title')!r}")
+        title = platform.job_params(jid).get("title")
+        if title != p:
+            problems.append(f"title {p!r} stored as {title!r}")
     run.expect(not problems, "no 5xx, nothing read or written through a payload, payloads stored literally",
                "; ".join(problems[:8]) + (f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""))
 
@@ -578,7 +527,7 @@ def test_sql_injection_changes_nothing(scenario_run: ScenarioRun) -> None:
         run.expect(counts1 == counts0, f"row counts of {', '.join(COUNTED)} unchanged",
                    f"before {counts0}, after {counts1}")
         moved = {u: (b, balances1.get(u)) for u, b in balances0.items()
-                 if balances1.get(u) != b and u not in (writer.user_id,)}
+                 if balances1.get(u) != b and u not in (writer.id,)}
         run.expect(not moved, "no balance changed except the writer's (3 renders)", f"changed: {moved}")
         return True
 
@@ -587,30 +536,34 @@ def test_sql_injection_changes_nothing(scenario_run: ScenarioRun) -> None:
     run.steady_state_after()
 
 
+def _rows(resp: httpx.Response) -> int:
+    """How many items a list answer carries (0 for anything that is not a list answer)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return 0
+    items = body.get("data") if isinstance(body, dict) else body
+    return len(items) if isinstance(items, list) else 0
+
+
 # ---------------------------------------------------------------------------------------
-FLOOD_FROM = "127.0.0.2"
-OBSERVER_FROM = "127.0.0.3"
-IP_RATE, IP_BURST = 10.0, 20  # R §六.3 limit_req zone=api rate=10r/s burst=20
-LATENCY_FLOOR_S = 0.05  # resolution on a shared 2-core host: 2x a 5 ms p95 is noise
-
-
 @runs(A.FLOOD)
 def test_flood_limited_others_unaffected(scenario_run: ScenarioRun) -> None:
     run = scenario_run
+    platform: Any = run.platform
     run.steady_state_before()
-    base = run.target.api_url
-    flood_keys = [run.admin.create_user(credits=0, name="api.flood flooder").api_key for _ in range(6)]
-    observer_user = run.admin.create_user(credits=0, name="api.flood observer")
-    observer = loopback_client(base, OBSERVER_FROM, timeout=10.0, api_key=observer_user.api_key)
+    read = platform.light_read()
+    flooders = [run.open_account("api.flood flooder", credits=0) for _ in range(6)]
+    observer = source_client(platform, run.open_account("api.flood observer", credits=0), OBSERVER_FROM)
     try:
         # 5 r/s: the observer's own per-key rate; 20 samples
-        baseline = latencies(observer, "GET", "/v1/videos?limit=1", 20, 0.2)
+        baseline = latencies(observer, read, 20, 0.2)
         run.expect(all(s.status == 200 for s in baseline), "the observer is served before the flood",
                    f"{[s.status for s in baseline]}")
-        flood = Flood(base, FLOOD_FROM, flood_keys, threads=2, max_requests=600, max_seconds=6.0)
+        flood = Flood(platform, FLOOD_FROM, flooders, endpoint=read, threads=2, max_requests=600, max_seconds=6.0)
         run.inject(flood)
         run.detect(flood.limited, "the flooder gets 429/503", poll=Poll(0.1, tolerate=()))
-        during = latencies(observer, "GET", "/v1/videos?limit=1", 20, 0.2)
+        during = latencies(observer, read, 20, 0.2)
         run.remedy(flood.heal, "the flood stops")
         samples = flood.snapshot()
         elapsed = (flood.stopped or 0) - (flood.started or 0)
@@ -629,16 +582,16 @@ def test_flood_limited_others_unaffected(scenario_run: ScenarioRun) -> None:
                    "a limited answer says when to retry (Retry-After)", f"{first.status} {first.retry_after!r}")
         b95 = p95([s.latency for s in baseline])
         d95 = p95([s.latency for s in during])
-        bound = max(2 * b95, b95 + LATENCY_FLOOR_S)
+        bound = max(2 * b95, b95 + LATENCY_FLOOR.seconds)
         note = f"observer p95 {b95 * 1000:.1f} ms before, {d95 * 1000:.1f} ms during the flood (bound {bound * 1000:.1f} ms)"
         run.journal.notes.append(note)
         run.expect(all(s.status == 200 for s in during), "the other client is always served during the flood",
                    f"statuses {[s.status for s in during]}")
         run.expect(d95 <= bound, "the other client's p95 within 2x of its baseline", note)
 
-        flooder = loopback_client(base, FLOOD_FROM, timeout=10.0, api_key=flood_keys[0])
+        flooder = source_client(platform, flooders[0], FLOOD_FROM)
         try:
-            run.recovered(lambda: send(flooder, "GET", "/v1/videos?limit=1").status == 200,
+            run.recovered(lambda: send(flooder, read).status == 200,
                           f"the flooder ({FLOOD_FROM}) is served again once it stops", poll=Poll(0.5))
         finally:
             flooder.close()

@@ -1,36 +1,55 @@
 """Load scenarios (R §三): Locust alone (load.baseline) and under catalog faults (load.chaos).
 
-Locust runs in a subprocess (renderchaos.load.runner); its reports land in reports/load/.
-Thresholds: renderchaos/load/thresholds.toml, or RENDERCHAOS_LOAD_THRESHOLDS / RENDERCHAOS_LOAD_SET.
-Size: RENDERCHAOS_LOAD_USERS, _RUN_TIME_S, _PROCESSES, _HOLD_S (renderchaos.load.harness.LoadSettings).
+Locust runs in a subprocess (renderchaos.load.runner) and drives the target's platform adapter:
+it gets the adapter and its endpoint as JSON (renderchaos.load.platform.PlatformSpec), opens one
+account per Locust user through the adapter, and reports every adapter call under its
+operation name (submit, job, list, download, ai_submit, ai_job). Its reports land in
+reports/load/. Thresholds: renderchaos/load/thresholds.toml, or RENDERCHAOS_LOAD_THRESHOLDS /
+RENDERCHAOS_LOAD_SET ("p95_ms.submit=500"). Size: RENDERCHAOS_LOAD_USERS, _RUN_TIME_S,
+_PROCESSES, _HOLD_S, _CALL_TIMEOUT_S (renderchaos.load.harness.LoadSettings).
 
-Rate limits: every Locust user creates its own account and API key through the admin API, so
-the per-key limit (5 r/s, burst 10) applies per simulated client, as in production, and the
-stack runs with its normal settings; the harness address 127.0.0.1 is exempt from the per-IP
-flood limit on the reference stack.
+Rate limits: every Locust user has its own account, so per-tenant limits apply per simulated
+client, as in production, and the platform runs with its normal settings.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from renderchaos.load import history as H
-from renderchaos.load.harness import LoadSettings, chaos_schedule, feed_ledger, hold, now
-from renderchaos.load.runner import EXIT_THRESHOLD, LoadRun, LocustProcess, run_load
-from renderchaos.scenario import ScenarioRun, runs
-from renderchaos.wait import Poll, wait_for
 from renderchaos.errors import WaitTimeout
+from renderchaos.faults.provider import ProviderBehaviour
+from renderchaos.load import history as H
+from renderchaos.load.harness import LoadSettings, Schedule, chaos_schedule, feed_ledger, hold, now
+from renderchaos.load.platform import PlatformSpec
+from renderchaos.load.runner import EXIT_THRESHOLD, LoadRun, LocustProcess, run_load
+from renderchaos.load.thresholds import load as load_thresholds
+from renderchaos.platforms.base import Feature
+from renderchaos.scenario import ScenarioRun, runs
+from renderchaos.target import MissingCapability
+from renderchaos.wait import Poll, Wait, wait_for
 from scenarios import load as L
+
+#: after the warm-up, how long to wait for the load to be under the chaos thresholds
+WARMUP_SETTLE = Wait(60.0, "load under the chaos thresholds before the first fault")
+#: Locust writing its reports after the stop file (or its own run-time cap)
+LOCUST_EXIT = Wait(60.0, "Locust to stop and write its reports")
 
 
 def _load_run(run: ScenarioRun, state: Any, seed: int, name: str, **kw: Any) -> LoadRun:
     s = LoadSettings.from_env()
-    return LoadRun(host=run.target.api_url, admin_token=run.target.admin_token, out_dir=state.reports_dir / "load",
-                   name=name, users=s.users, spawn_rate=s.spawn_rate, processes=s.processes, seed=seed,
+    platform = replace(PlatformSpec.of(run.platform), timeout=s.call_timeout_s)
+    return LoadRun(platform=platform, out_dir=state.reports_dir / "load", name=name,
+                   users=s.users, spawn_rate=s.spawn_rate, processes=s.processes, seed=seed,
                    run_time_s=kw.pop("run_time_s", s.run_time_s), **kw)
+
+
+def _groups(run: ScenarioRun) -> str:
+    return ", ".join(f"{f.value} {'on' if run.platform.has(f) else 'off (adapter lacks it)'}"
+                     for f in (Feature.DOWNLOAD, Feature.AI_JOBS))
 
 
 @pytest.mark.load
@@ -39,9 +58,10 @@ def test_load_baseline_meets_thresholds(scenario_run: ScenarioRun, chaos_state: 
     run = scenario_run
     run.steady_state_before()
     spec = _load_run(run, chaos_state, chaos_seed, "baseline", extra_args=["--reset-stats"])
-    with run.phase("load", f"Locust {spec.users} users for {spec.run_time_s:.0f}s"):
+    with run.phase("load", f"Locust {spec.users} users for {spec.run_time_s:.0f}s on {spec.platform.describe()}"):
         result = run_load(spec)
     run.journal.notes.append(f"load: {result.summary()}; reports {spec.html}, {spec.stats_csv}")
+    run.journal.notes.append(f"operations: {result.operations()}; optional groups: {_groups(run)}")
     run.journal.notes.append(f"thresholds: {result.thresholds.describe()}")
     feed_ledger(run, result)
     run.expect(not result.breaches,
@@ -54,24 +74,37 @@ def test_load_baseline_meets_thresholds(scenario_run: ScenarioRun, chaos_state: 
     run.steady_state_after()
 
 
+def _schedule(run: ScenarioRun) -> Schedule:
+    """The catalog's faults bound to this target; the provider fault is the suite's to build."""
+    (faults,) = L.CHAOS.faults
+    urls = run.platform.endpoint.urls
+    concrete = {L.PROVIDER_RATE_LIMIT: lambda: ProviderBehaviour(urls["provider_control"],
+                                                                 {"rate_limited_keys": ["*"]})}
+    schedule = chaos_schedule(run.target, faults, concrete)  # type: ignore[arg-type]
+    for s in schedule.skipped:
+        run.journal.notes.append(f"fault skipped: {s}")
+    run.journal.extra["skipped_faults"] = schedule.skipped
+    if not schedule.faults:
+        raise MissingCapability(f"load.chaos: no fault of the schedule applies to this target ({'; '.join(schedule.skipped)})")
+    return schedule
+
+
 @pytest.mark.load
 @runs(L.CHAOS)
 def test_load_under_chaos_recovers_after_each_heal(scenario_run: ScenarioRun, chaos_state: Any,
                                                    chaos_seed: int) -> None:
     run = scenario_run
     settings = LoadSettings.from_env()
+    schedule = _schedule(run)
     spec = _load_run(run, chaos_state, chaos_seed, "chaos", run_time_s=settings.chaos_cap_s, enforce=False)
-    chaos = None
+    run.journal.notes.append(f"load.chaos on {spec.platform.describe()}: {schedule.describe()}; "
+                             f"optional groups: {_groups(run)}")
+    chaos = load_thresholds(spec.thresholds_file, spec.threshold_set).chaos
     windows: list[H.FaultWindow] = []
-    schedule = chaos_schedule(run.target)
-    run.expect(bool(schedule), "faults to inject on this target", "none of the scheduled faults is available")
     run.steady_state_before()
     proc = LocustProcess(spec)
     try:
         proc.start()
-        from renderchaos.load.thresholds import load as load_thresholds
-
-        chaos = load_thresholds().chaos
 
         def healthy_now() -> bool:
             samples = H.read_history(spec.history_csv)
@@ -81,10 +114,10 @@ def test_load_under_chaos_recovers_after_each_heal(scenario_run: ScenarioRun, ch
         with run.phase("warmup", f"{spec.users} users, healthy for {settings.warmup_s:.0f}s"):
             try:
                 wait_for(healthy_now, what="load running and under the chaos thresholds",
-                         timeout=settings.warmup_s + 60, poll=Poll(1.0))
+                         timeout=settings.warmup_s + run.wait(WARMUP_SETTLE), poll=Poll(1.0))
             except WaitTimeout as exc:
                 run.fail("steady load under the chaos thresholds before the first fault", str(exc.last))
-        for f in schedule:
+        for f in schedule.faults:
             fault = f.make()
             t_inject = now()
             run.inject(fault)
@@ -99,26 +132,28 @@ def test_load_under_chaos_recovers_after_each_heal(scenario_run: ScenarioRun, ch
                           timeout=chaos.recovery_deadline_s + chaos.stable_s + 5, poll=Poll(1.0))
         proc.stop()
         with run.phase("load", "Locust stops and writes its reports"):
-            result = proc.wait(timeout=settings.chaos_cap_s + 60)
+            result = proc.wait(timeout=settings.chaos_cap_s + run.wait(LOCUST_EXIT))
     finally:
         proc.kill()
         _chaos_report(run, spec, windows, chaos)
     run.journal.notes.append(f"load: {result.summary()}; reports {spec.html}, {spec.history_csv}")
+    run.journal.notes.append(f"operations: {result.operations()}")
     feed_ledger(run, result)
     run.steady_state_after()
 
 
 def _chaos_report(run: ScenarioRun, spec: LoadRun, windows: list[H.FaultWindow], chaos: Any) -> None:
     """Per-fault impact from the final history, into the journal (results.json) and a PNG timeline."""
-    if chaos is None or not windows:
+    if not windows:
         return
     samples = H.read_history(spec.history_csv)
     impacts = H.analyse(samples, windows, chaos)
     for imp in impacts:
         run.journal.notes.append(f"fault {imp.describe()}")
-    run.journal.notes.append("load.chaos faults: " + json.dumps(
-        {i.name: {"time_to_recover_s": i.time_to_recover_s, "error_rate": i.error_rate, "p95_ms": i.p95_ms,
-                  "duration_s": i.duration_s, "requests": i.requests, "failures": i.failures} for i in impacts}))
+    figures = {i.name: {"time_to_recover_s": i.time_to_recover_s, "error_rate": i.error_rate, "p95_ms": i.p95_ms,
+                        "duration_s": i.duration_s, "requests": i.requests, "failures": i.failures} for i in impacts}
+    run.journal.notes.append("load.chaos faults: " + json.dumps(figures))
+    run.journal.extra["load_chaos_faults"] = figures
     try:
         from renderchaos.load.plot import timeline_png
 

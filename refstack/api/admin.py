@@ -19,9 +19,11 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from refstack.api.errors import ApiError, invalid, not_found
+from refstack.api.openapi import doc
+from refstack.broken import is_broken
 from refstack.db import ops
 from refstack.db.schema import JOB_STATUSES, api_keys, credits, jobs, users
-from refstack.worker.celery_app import TASK_LEAK
+from refstack.worker.celery_app import HEARTBEAT_PREFIX, TASK_LEAK
 
 LEAK_KEY = "refstack:leak:observations"
 log = logging.getLogger("refstack.api.admin")
@@ -34,10 +36,17 @@ def _uuid(raw: str, what: str) -> uuid.UUID:
         raise not_found(what) from None
 
 
+#: longest lifetime of an admin-issued token: 10 years (datetime stops at year 9999)
+MAX_TOKEN_TTL_SECONDS = 10 * 365 * 86400
+
+
 def _int_field(data: dict, key: str, default: int | None, lo: int = 0, hi: int = 10**12) -> int | None:
-    val = data.get(key, default)
-    if val is None:
-        return None
+    """``data[key]`` as an integer in [lo, hi]; ``default`` when absent; an explicit null is a 400."""
+    if key not in data:
+        return default
+    val = data[key]
+    if val is None and is_broken("api_500_on_null_ttl"):
+        return None  # planted bug: null taken for "not given", and no default applied
     if isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= hi:
         raise invalid(key, f"{key} must be an integer in [{lo}, {hi}]")
     return val
@@ -59,7 +68,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             return {}
         return await read_json(request, settings.max_body_bytes)
 
-    @app.post("/admin/users", status_code=201)
+    @app.post("/admin/users", status_code=201, **doc("create_user"))
     async def create_user(request: Request):
         require_admin(svc, request)
         data = await body(request)
@@ -74,7 +83,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         return JSONResponse({"user_id": str(new.user_id), "key_id": str(new.key_id), "api_key": new.api_key,
                              "phone": new.phone, "password": new.password, "credits": new.credits}, status_code=201)
 
-    @app.get("/admin/users/{user_id}")
+    @app.get("/admin/users/{user_id}", **doc("get_user"))
     def get_user(user_id: str, request: Request):
         require_admin(svc, request)
         uid = _uuid(user_id, "user")
@@ -95,7 +104,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
                 "keys": [{"key_id": str(k.id), "prefix": k.prefix, "deleted": k.deleted_at is not None}
                          for k in keys]}
 
-    @app.post("/admin/users/{user_id}/keys", status_code=201)
+    @app.post("/admin/users/{user_id}/keys", status_code=201, **doc("new_key"))
     def new_key(user_id: str, request: Request):
         require_admin(svc, request)
         uid = _uuid(user_id, "user")
@@ -113,7 +122,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             raise not_found("user")
         return JSONResponse({"key_id": str(made[0]), "api_key": made[1], "deleted_keys": made[2]}, status_code=201)
 
-    @app.delete("/admin/keys/{key_id}")
+    @app.delete("/admin/keys/{key_id}", **doc("delete_key"))
     def delete_key(key_id: str, request: Request):
         require_admin(svc, request)
         kid = _uuid(key_id, "key")
@@ -121,7 +130,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             raise not_found("key")
         return {"key_id": key_id, "deleted": True}
 
-    @app.put("/admin/users/{user_id}/credits")
+    @app.put("/admin/users/{user_id}/credits", **doc("set_credits"))
     async def set_credits(user_id: str, request: Request):
         require_admin(svc, request)
         uid = _uuid(user_id, "user")
@@ -134,13 +143,14 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             raise not_found("user")
         return {"user_id": user_id, "credits": new}
 
-    @app.post("/admin/users/{user_id}/tokens", status_code=201)
+    @app.post("/admin/users/{user_id}/tokens", status_code=201, **doc("issue_token"))
     async def issue_token(user_id: str, request: Request):
         """``{"expired": true}`` issues a token that expired a minute ago (api.auth expired-token case)."""
         require_admin(svc, request)
         uid = _uuid(user_id, "user")
         data = await body(request)
-        ttl = -60 if data.get("expired") else _int_field(data, "ttl_seconds", settings.token_ttl_seconds, 1)
+        ttl_max = 10**12 if is_broken("api_500_on_huge_ttl") else MAX_TOKEN_TTL_SECONDS
+        ttl = -60 if data.get("expired") else _int_field(data, "ttl_seconds", settings.token_ttl_seconds, 1, ttl_max)
 
         def tx(conn):
             if conn.execute(select(users.c.id).where(users.c.id == uid)).first() is None:
@@ -152,13 +162,13 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             raise not_found("user")
         return JSONResponse({"access_token": issued[0], "expires_at": issued[1].isoformat()}, status_code=201)
 
-    @app.get("/admin/users/{user_id}/ledger")
+    @app.get("/admin/users/{user_id}/ledger", **doc("user_ledger"))
     def user_ledger(user_id: str, request: Request):
         require_admin(svc, request)
         uid = _uuid(user_id, "user")
         return {"entries": svc.tx(lambda conn: ops.ledger(conn, user_id=uid))}
 
-    @app.get("/admin/jobs/{job_id}/ledger")
+    @app.get("/admin/jobs/{job_id}/ledger", **doc("job_ledger"))
     def job_ledger(job_id: str, request: Request):
         require_admin(svc, request)
         jid = _uuid(job_id, "job")
@@ -166,7 +176,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         return {"entries": entries, "charged": -sum(e["amount"] for e in entries if e["kind"] == "charge"),
                 "refunded": sum(e["amount"] for e in entries if e["kind"] == "refund")}
 
-    @app.get("/admin/jobs/{job_id}")
+    @app.get("/admin/jobs/{job_id}", **doc("admin_job"))
     def admin_job(job_id: str, request: Request):
         require_admin(svc, request)
         jid = _uuid(job_id, "job")
@@ -175,7 +185,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             raise not_found("job")
         return job_admin_view(row)
 
-    @app.get("/admin/jobs")
+    @app.get("/admin/jobs", **doc("admin_jobs"))
     def admin_jobs(request: Request):
         """Filter by ``status``, ``kind``, ``user_id``; newest first; ``limit`` up to 1000."""
         require_admin(svc, request)
@@ -198,7 +208,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         rows = svc.tx(lambda conn: conn.execute(stmt).all())
         return {"data": [job_admin_view(r) for r in rows]}
 
-    @app.get("/admin/stats")
+    @app.get("/admin/stats", **doc("admin_stats"))
     def admin_stats(request: Request):
         require_admin(svc, request)
         rows = svc.tx(lambda conn: conn.execute(
@@ -208,7 +218,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             out.setdefault(kind, {})[status] = n
         return {"jobs": out}
 
-    @app.post("/admin/leak", status_code=202)
+    @app.post("/admin/leak", status_code=202, **doc("publish_leak"))
     async def leak(request: Request):
         """Publish ``count`` leak tasks that each keep ``mb`` MiB alive in the worker child (worker.memory_leak)."""
         require_admin(svc, request)
@@ -228,7 +238,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
             raise ApiError(503, "broker_unavailable", f"could not publish leak tasks: {exc}", retry_after=5) from exc
         return JSONResponse({"published": count, "mb": mb}, status_code=202)
 
-    @app.post("/admin/hold-connections", status_code=202)
+    @app.post("/admin/hold-connections", status_code=202, **doc("hold_connections"))
     async def hold_connections(request: Request):
         """Check out ``count`` pooled connections of THIS API process for ``seconds`` (db.pool_exhausted).
 
@@ -258,7 +268,7 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         threading.Thread(target=hold, name="hold-connections", daemon=True).start()
         return JSONResponse({"pid": os.getpid(), "count": count, "seconds": seconds}, status_code=202)
 
-    @app.get("/admin/leak")
+    @app.get("/admin/leak", **doc("leak_observations"))
     def leak_observations(request: Request):
         """What the leak tasks saw: ``[{pid, rss_mb, held_mb, tasks_in_child}]``, newest first."""
         require_admin(svc, request)
@@ -267,3 +277,14 @@ def register_admin(app: FastAPI, svc, require_admin: Callable, read_json: Callab
         except Exception as exc:  # noqa: BLE001
             raise ApiError(503, "redis_unavailable", f"cannot read observations: {exc}", retry_after=2) from exc
         return {"observations": [json.loads(r) for r in raw]}
+
+    @app.get("/admin/workers", **doc("admin_workers"))
+    def workers(request: Request):
+        """Live heartbeats of the worker processes (``refstack:worker:*``): who is on which job."""
+        require_admin(svc, request)
+        try:
+            keys = sorted(svc.redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=100))
+            values = svc.redis.mget(keys) if keys else []
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(503, "redis_unavailable", f"cannot read heartbeats: {exc}", retry_after=2) from exc
+        return {"workers": [json.loads(v) for v in values if v]}

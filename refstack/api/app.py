@@ -23,16 +23,18 @@ import redis
 import sqlalchemy.exc as sa_exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from kombu import Connection as KombuConnection
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from sqlalchemy import and_, func, insert, or_, select, text, update
 
 from refstack.api import auth as authmod
 from refstack.api import validation as v
 from refstack.api.download import Downloads, OutputGone, RemuxBusy
 from refstack.api.errors import ApiError, body_for, invalid, is_ai_path, not_found, unavailable
+from refstack.api.openapi import doc, install as install_openapi, metrics_doc
 from refstack.api.metrics import HTTP_LATENCY, HTTP_REQUESTS, StateCollector, render_latest
 from refstack.api.ratelimit import RateLimiter, RedisUnavailable
 from refstack.broken import is_broken
@@ -42,7 +44,7 @@ from refstack.db.engine import (
 )
 from refstack.db.schema import JOB_STATUSES, api_keys, conversations, credits, jobs, messages, users
 from refstack.settings import Settings
-from refstack.worker.celery_app import QUEUES, TASK_AI, TASK_LEAK, TASK_RENDER, PublishError, make_celery, publish
+from refstack.worker.celery_app import TASK_AI, TASK_LEAK, TASK_RENDER, PublishError, make_celery, publish
 
 log = logging.getLogger("refstack.api")
 
@@ -118,9 +120,9 @@ class Services:
             _connect_once(conn)  # a scrape must stay quick
             channel = conn.channel()
             out = {}
-            for q in QUEUES:
-                _, count, _ = channel.queue_declare(queue=q, durable=True, auto_delete=False)
-                out[q] = count
+            for queue in self.celery.conf.task_queues:  # declared exactly as the workers declare them
+                _, count, _ = queue.bind(channel).queue_declare()
+                out[queue.name] = count
             return out
 
     # ---- health checks: each bounded to about a second ----
@@ -165,6 +167,8 @@ def authenticate(svc: Services, request: Request, *, ai: bool) -> Principal:
             raise authmod.unauthorized(authmod.EXPIRED)
         return Principal(user_id, "token")
     if found is None:
+        if is_broken("api_unknown_key_403"):
+            raise ApiError(403, "forbidden", "access denied")  # planted bug: 403 for a key that does not exist
         raise authmod.unauthorized(authmod.UNKNOWN_TOKEN if ai and not cred.startswith("rk_") else authmod.UNKNOWN)
     user_id, _key_id, deleted_at = found
     if deleted_at is not None:
@@ -314,6 +318,21 @@ def _decode_cursor(raw: str) -> tuple[datetime, uuid.UUID]:
 # ================================================================ app
 
 
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` value of a 405: the methods of all routes matching the path.
+
+    Starlette's own 405 names the methods of the first matching route only, and
+    ``/v1/videos`` is two routes (GET and POST).
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     app = FastAPI(title="refstack", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
@@ -422,7 +441,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         msg = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
-        return _respond(request, ApiError(exc.status_code, code, msg))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: every method of every route on this path
+            headers["Allow"] = allowed_methods(request)
+        return _respond(request, ApiError(exc.status_code, code, msg, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
@@ -440,7 +462,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return unavailable(exc.code, exc.message, retry_after=2)
 
     # ---------------------------------------------------------------- health and metrics
-    @app.get("/health")
+    @app.get("/health", **doc("health"))
     def health():
         checks = {"database": svc.check_database, "redis": svc.check_redis, "broker": svc.check_broker}
         futures = {name: svc.pool.submit(fn) for name, fn in checks.items()}
@@ -459,12 +481,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             body["message"] = "unreachable: " + ", ".join(failing)
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, **metrics_doc())
     def metrics():
         return Response(render_latest(svc.state), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ---------------------------------------------------------------- render API (R §二)
-    @app.post("/v1/videos", status_code=202)
+    @app.post("/v1/videos", status_code=202, **doc("create_video"))
     async def create_video(request: Request):
         principal = await run_in_threadpool(authenticate, svc, request, ai=False)
         await run_in_threadpool(rate_limit, svc, principal)
@@ -479,7 +501,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(video_view(row, settings), status_code=202,
                             headers={"Location": f"/v1/videos/{row.id}"})
 
-    @app.get("/v1/videos")
+    @app.get("/v1/videos", **doc("list_videos"))
     def list_videos(request: Request):
         principal = authenticate(svc, request, ai=False)
         rate_limit(svc, principal)
@@ -508,13 +530,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"data": [video_view(r, settings) for r in rows],
                 "next_cursor": _encode_cursor(rows[-1]) if more and rows else None}
 
-    @app.get("/v1/videos/{job_id}")
+    @app.get("/v1/videos/{job_id}", **doc("get_video"))
     def get_video(job_id: str, request: Request):
         principal = authenticate(svc, request, ai=False)
         rate_limit(svc, principal)
         return video_view(find_job(svc, principal, job_id, kind="render"), settings)
 
-    @app.delete("/v1/videos/{job_id}")
+    @app.delete("/v1/videos/{job_id}", **doc("cancel_video"))
     def cancel_video(job_id: str, request: Request):
         principal = authenticate(svc, request, ai=False)
         rate_limit(svc, principal)
@@ -531,7 +553,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                             "be cancelled")
         return video_view(fresh, settings)
 
-    @app.get("/v1/videos/{job_id}/download")
+    @app.get("/v1/videos/{job_id}/download", response_class=Response, **doc("download_video"))
     async def download_video(job_id: str, request: Request):
         principal = await run_in_threadpool(authenticate, svc, request, ai=False)
         await run_in_threadpool(rate_limit, svc, principal)
@@ -551,7 +573,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                  headers={"Content-Disposition": f'attachment; filename="{row.id}.mp4"'})
 
     # ---------------------------------------------------------------- AI API (A §1)
-    @app.post("/api/v1/auth/login")
+    @app.post("/api/v1/auth/login", **doc("login"))
     async def login(request: Request):
         data = await read_json(request, settings.max_body_bytes)
         phone, password = v.parse_login(data)
@@ -570,7 +592,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                           "expires_at": expires.isoformat(),
                                           "expires_in": settings.token_ttl_seconds}}
 
-    @app.post("/api/v1/ai/jobs", status_code=202)
+    @app.post("/api/v1/ai/jobs", status_code=202, **doc("create_ai_job"))
     async def create_ai_job(request: Request):
         principal = await run_in_threadpool(authenticate, svc, request, ai=True)
         await run_in_threadpool(rate_limit, svc, principal)
@@ -582,13 +604,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                cost=settings.ai_cost, conversation_id=conv, prompt=req.prompt))
         return JSONResponse({"success": True, "data": ai_view(row)}, status_code=202)
 
-    @app.get("/api/v1/ai/jobs/{job_id}")
+    @app.get("/api/v1/ai/jobs/{job_id}", **doc("get_ai_job"))
     def get_ai_job(job_id: str, request: Request):
         principal = authenticate(svc, request, ai=True)
         rate_limit(svc, principal)
         return {"success": True, "data": ai_view(find_job(svc, principal, job_id, kind="ai"))}
 
-    @app.get("/api/v1/ai/models")
+    @app.get("/api/v1/ai/models", **doc("list_models"))
     def list_models(request: Request):
         principal = authenticate(svc, request, ai=True)
         rate_limit(svc, principal)
@@ -603,7 +625,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            retry_after=5) from exc
         return {"success": True, "data": models}
 
-    @app.get("/api/v1/ai/conversations/{conversation_id}")
+    @app.get("/api/v1/ai/conversations/{conversation_id}", **doc("get_conversation"))
     def get_conversation(conversation_id: str, request: Request):
         principal = authenticate(svc, request, ai=True)
         rate_limit(svc, principal)
@@ -639,4 +661,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from refstack.api.admin import register_admin
 
     register_admin(app, svc, require_admin, read_json)
+    install_openapi(app)
     return app

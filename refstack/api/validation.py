@@ -45,27 +45,66 @@ def _type_name(v: Any) -> str:
 
 
 def parse_json(body: bytes, max_bytes: int) -> dict[str, Any]:
-    """Decode a JSON object body; oversize, malformed or non-object bodies are 400 ``body``."""
+    """Decode a JSON object body; oversize, malformed or non-object bodies are 400 ``body``.
+
+    A string (value or key) holding a lone UTF-16 surrogate (``"\\ud800"``) is valid JSON
+    syntax but not Unicode: it cannot be stored in Postgres nor hashed, so it is a 400 naming
+    where it was found, here, before any handler sees it.
+    """
     if len(body) > max_bytes:
         raise invalid("body", f"request body is {len(body)} bytes; the limit is {max_bytes} bytes")
     if not body.strip():
         raise invalid("body", "request body is empty: send a JSON object")
-    if is_broken("api_500_on_bad_input"):
-        data = json.loads(body)  # planted bug: a JSONDecodeError escapes as a 500
-        if isinstance(data, dict) and "data" in data:  # render-shaped bodies only: admin/AI bodies still work
-            data["template_id"]  # noqa: B018 - and so does a KeyError
-        return data
     try:
         data = json.loads(body)
     except UnicodeDecodeError:
         raise invalid("body", "request body is not UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:
+        if is_broken("api_500_on_malformed_json"):
+            raise  # planted bug: the decode error escapes as a 500
         raise invalid("body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise invalid("body", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise invalid("body", f"request body must be a JSON object, got {_type_name(data)}")
+    if is_broken("api_500_on_bad_input") and "data" in data:
+        data["template_id"]  # noqa: B018 - planted bug: a KeyError escapes as a 500
+    where = None if is_broken("api_500_on_lone_surrogate") else find_lone_surrogate(data)
+    if where is not None:
+        raise invalid(where, f"{where} contains a lone UTF-16 surrogate (\\ud800-\\udfff): "
+                             "not valid Unicode; send text as UTF-8")
     return data
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def find_lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The field path (``data.title``, ``colours[1]``) of the first string holding a lone surrogate.
+
+    A key with a surrogate is reported as its object's path (``body`` at the top): the key
+    itself cannot be echoed in a UTF-8 answer.
+    """
+    if isinstance(value, str):
+        return (path or "body") if _has_surrogate(value) else None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = find_lone_surrogate(item, f"{path}[{i}]" if path else f"[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _has_surrogate(key):
+                return path or "body"
+            found = find_lone_surrogate(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    return None
 
 
 def _string(obj: dict, key: str, path: str, *, required: bool, max_len: int = 1000,
@@ -170,11 +209,19 @@ def parse_video_request(data: dict[str, Any]) -> VideoRequest:
                         price, input_asset, audio_asset, extra)
 
 
+#: longest file name component (NAME_MAX on Linux), in bytes
+NAME_MAX = 255
+
+
 def check_relative(field_name: str, value: str) -> None:
     p = Path(value)
     if not value.strip() or p.is_absolute() or ".." in p.parts:
         raise invalid(field_name, f"{field_name} must be a path relative to the assets directory, "
                                   f"without '..', got {value!r}")
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in p.parts), default=0)
+    if longest > NAME_MAX and not is_broken("api_500_on_long_asset_name"):
+        raise invalid(field_name, f"{field_name} has a path component of {longest} bytes; a file name "
+                                  f"is at most {NAME_MAX} bytes")
 
 
 def resolve_asset(assets_dir: str, field_name: str, value: str) -> Path:

@@ -53,6 +53,10 @@ FONT_CANDIDATES = (
 )
 _ENOSPC_TEXT = ("No space left on device", "Disk quota exceeded")
 _OOM_TEXT = ("Cannot allocate memory", "Out of memory", "out of memory")
+#: What ffmpeg says about a damaged input when it carries on anyway (exit 0): the strict pass treats it
+#: as a decode error, so the render gets its one tolerant retry (R §一.1 错误2) instead of silently
+#: keeping whatever the strict pass made of the damaged part.
+_DAMAGE_TEXT = ("partial file", "Invalid data found", "error while decoding", "corrupt", "Invalid NAL")
 _ENCODER_TEXT = ("Unknown encoder", "Encoder not found", "Error while opening encoder", "Cannot load libcuda",
                  "No capable devices found", "No NVENC capable devices", "InitializeEncoder failed")
 
@@ -151,7 +155,8 @@ class _Render:
         """Run one ffmpeg step; at most one encoder fallback and one tolerant retry per render."""
         while True:
             res = self.run(build(), expected_s, what, base, share, cwd)
-            if res.returncode == 0:
+            damaged = bool(assets) and not self.tolerant and any(t in res.stderr for t in _DAMAGE_TEXT)
+            if res.returncode == 0 and not damaged:
                 return
             if is_broken("render_complete_without_output") and any(t in res.stderr for t in _ENOSPC_TEXT):
                 return  # planted bug: ENOSPC ignored

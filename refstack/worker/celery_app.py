@@ -30,6 +30,8 @@ TASK_RENDER = "refstack.render"
 TASK_AI = "refstack.ai"
 TASK_LEAK = "refstack.leak"
 TASK_QUEUE = {TASK_RENDER: "render", TASK_AI: "ai", TASK_LEAK: "maintenance"}
+#: Redis keys ``<prefix><worker name>:<pid>``: which worker process is on which job (GET /admin/workers)
+HEARTBEAT_PREFIX = "refstack:worker:"
 
 
 class PublishError(Exception):
@@ -40,7 +42,8 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("refstack", broker=settings.broker_url, set_as_current=False)
     exchange = Exchange("refstack", type="direct", durable=True)
     app.conf.update(
-        task_queues=[Queue(q, exchange, routing_key=q, durable=True) for q in QUEUES],
+        task_queues=[Queue(q, exchange, routing_key=q, durable=not is_broken("worker_queue_not_durable"))
+                     for q in QUEUES],
         task_default_queue="render",
         task_default_exchange="refstack",
         task_default_routing_key="render",
@@ -99,7 +102,8 @@ def publish(app: Celery, task: str, job_id: str, timeout: float) -> None:
             task, args=[job_id], queue=TASK_QUEUE[task], routing_key=TASK_QUEUE[task],
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
-            timeout=timeout, confirm_timeout=timeout, delivery_mode=2,
+            timeout=timeout, confirm_timeout=timeout,
+            delivery_mode=1 if is_broken("api_publish_transient") else 2,  # 2 = persistent
         )
 
     future = _publishers().submit(send)

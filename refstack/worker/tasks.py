@@ -36,13 +36,19 @@ from refstack.db import ops
 from refstack.db.engine import DatabaseError, make_engine, run_transaction
 from refstack.db.schema import credits, messages
 from refstack.settings import Settings
-from refstack.worker.celery_app import TASK_AI, TASK_LEAK, TASK_RENDER
+from refstack.worker.celery_app import HEARTBEAT_PREFIX, TASK_AI, TASK_LEAK, TASK_RENDER
 
 log = logging.getLogger("refstack.worker")
 
 LEAK_KEY = "refstack:leak:observations"
 #: how long a finishing write keeps retrying a down database before the message is requeued
 FINISH_DB_PATIENCE = 60.0
+#: a worker process's heartbeat key lives this long unless refreshed (R §八: every key has a TTL)
+HEARTBEAT_TTL = 60
+#: refresh the heartbeat at most this often while a job runs
+HEARTBEAT_EVERY = 10.0
+#: after a Redis error, no heartbeat for this long (a partitioned Redis must not slow the render)
+HEARTBEAT_BACKOFF = 10.0
 
 
 class JobCancelled(Exception):
@@ -65,6 +71,8 @@ class Runtime:
         self._pid = -1
         self._engine = None
         self._redis = None
+        self.beat_at = -1e9  # monotonic time of the last heartbeat written
+        self.redis_quiet_until = -1e9  # no heartbeat before this monotonic time (Redis failed)
 
     @property
     def engine(self):
@@ -105,6 +113,29 @@ def worker_name() -> str:
     return os.environ.get("WORKER_NAME") or f"refstack@{socket.gethostname()}"
 
 
+def heartbeat(rt: Runtime, job_id: uuid.UUID, kind: str, *, force: bool = False) -> bool:
+    """Record in Redis which worker process is on which job (GET /admin/workers); best effort.
+
+    Written when a job is claimed and refreshed every ``HEARTBEAT_EVERY`` s of progress; the key
+    expires ``HEARTBEAT_TTL`` s after the last write, so a dead process drops out by itself.
+    Returns whether the key was written.
+    """
+    now = time.monotonic()
+    if now < rt.redis_quiet_until or (not force and now - rt.beat_at < HEARTBEAT_EVERY):
+        return False
+    rt.beat_at = now
+    key = f"{HEARTBEAT_PREFIX}{worker_name()}:{os.getpid()}"
+    value = json.dumps({"worker": worker_name(), "pid": os.getpid(), "job_id": str(job_id), "kind": kind,
+                        "at": time.time()})
+    try:
+        rt.redis.set(key, value, ex=None if is_broken("worker_heartbeat_no_ttl") else HEARTBEAT_TTL)
+    except Exception as exc:  # noqa: BLE001 - observation only: never fail or slow a job for it
+        rt.redis_quiet_until = now + HEARTBEAT_BACKOFF
+        log.warning("heartbeat not stored (next try in %.0fs): %s", HEARTBEAT_BACKOFF, exc)
+        return False
+    return True
+
+
 def _claim(rt: Runtime, job_id: uuid.UUID, kind: str) -> Any:
     try:
         row = rt.tx(lambda conn: ops.claim(conn, job_id, f"{worker_name()}:{os.getpid()}"))
@@ -123,6 +154,11 @@ def _claim(rt: Runtime, job_id: uuid.UUID, kind: str) -> Any:
         # planted bug: charge on every delivery, outside the ledger's exactly-once guard
         rt.tx(lambda conn: conn.execute(update(credits).where(credits.c.user_id == row.user_id)
                                         .values(balance=credits.c.balance - row.cost)))
+    elif is_broken("worker_redelivery_charge_no_ledger") and row.cost and row.attempts > 1:
+        # planted bug: a redelivery "charges again" straight on the balance; no ledger row
+        rt.tx(lambda conn: conn.execute(update(credits).where(credits.c.user_id == row.user_id)
+                                        .values(balance=credits.c.balance - row.cost)))
+    heartbeat(rt, job_id, kind, force=True)
     return row
 
 
@@ -192,6 +228,7 @@ def run_render(rt: Runtime, job_id_raw: str) -> None:
     last = {"at": 0.0}
 
     def progress(fraction: float) -> None:
+        heartbeat(rt, job_id, "render")
         now = time.monotonic()
         if now - last["at"] < 1.0 and fraction < 1.0:
             return

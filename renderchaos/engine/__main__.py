@@ -15,7 +15,7 @@ import sys
 import time
 
 from renderchaos.engine.engine import ENGINE_CHOICES, ENGINE_ENV, find_engine, release_user, stop_services
-from renderchaos.engine.images import RECIPES, ImageResolver
+from renderchaos.engine.images import EXTRA_RECIPES, RECIPES, ImageResolver
 from renderchaos.errors import RenderChaosError
 
 
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-copy", action="store_true",
                         help="Docker engine: build local images with docker instead of copying podman's")
     parser.add_argument("--force", action="store_true", help="stop: even if runs are registered as users")
-    parser.add_argument("services", nargs="*", default=list(RECIPES))
+    parser.add_argument("services", nargs="*", default=list(RECIPES),
+                        help=f"images to prepare (default: the reference stack's {', '.join(RECIPES)}); "
+                             f"also buildable by name: {', '.join(EXTRA_RECIPES)}")
     args = parser.parse_intermixed_args(argv)  # `build --engine docker redis` as well as `build redis --local`
     if args.engine:
         os.environ[ENGINE_ENV] = args.engine

@@ -1,8 +1,8 @@
 """Images: official names by default, local builds from Debian packages where no registry answers.
 
 Every locally built image is tagged ``localhost/renderchaos/<service>:<recipe hash>``. The hash
-covers the recipe folder (``images/<service>/``), the base recipe and, for the app image, the
-pinned requirements; a warm run finds the tag and builds nothing. Cold builds run two at a time
+covers the recipe folder (``images/<service>/``, pinned requirements included) and the base
+recipe; a warm run finds the tag and builds nothing. Cold builds run two at a time
 and print progress every few seconds (they take minutes).
 """
 
@@ -60,6 +60,19 @@ RECIPES: dict[str, ImageRecipe] = {
         ImageRecipe("prometheus", "docker.io/prom/prometheus:v2.42.0"),
     )
 }
+
+# Images of third-party platforms under test: built only when a run or
+# `python -m renderchaos.engine build NAME` names them, never by the default build.
+EXTRA_RECIPES: dict[str, ImageRecipe] = {
+    r.service: r
+    for r in (
+        ImageRecipe("unmanic", None, needs_wheelhouse=True),
+    )
+}
+
+
+def recipe_for(service: str) -> ImageRecipe | None:
+    return RECIPES.get(service) or EXTRA_RECIPES.get(service)
 
 
 def _hash_paths(paths: Iterable[Path], extra: str = "") -> str:
@@ -153,9 +166,10 @@ class ImageResolver:
     # -- resolution ------------------------------------------------------------------------
     def resolve(self, services: Iterable[str]) -> dict[str, str]:
         services = list(dict.fromkeys(services))
-        unknown = [s for s in services if s not in RECIPES and s not in self.overrides]
+        unknown = [s for s in services if recipe_for(s) is None and s not in self.overrides]
         if unknown:
-            raise ConfigError(f"no image recipe for service(s) {unknown}; known: {sorted(RECIPES)}")
+            raise ConfigError(f"no image recipe for service(s) {unknown}; "
+                              f"known: {sorted(RECIPES) + sorted(EXTRA_RECIPES)}")
         refs: dict[str, str] = {}
         to_build: list[ImageRecipe] = []
         for svc in services:
@@ -166,7 +180,7 @@ class ImageResolver:
                                       f"fix the override or drop it to use the built-in recipe")
                 refs[svc] = ref
                 continue
-            recipe = RECIPES[svc]
+            recipe = RECIPES.get(svc) or EXTRA_RECIPES[svc]
             local = f"{LOCAL_PREFIX}/{svc}:{recipe_hash(recipe)}"
             if self.exists(local):
                 refs[svc] = local
@@ -259,7 +273,7 @@ class ImageResolver:
                                    "-w", str(wheels), "-r", str(ctx / "requirements.txt")],
                                   stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
         if proc.returncode != 0:
-            raise ImageBuildError(f"building the wheelhouse for the app image failed:\n{_tail(log)}\n"
+            raise ImageBuildError(f"building the wheelhouse for the {log.stem} image failed:\n{_tail(log)}\n"
                                   "Is PyPI reachable (pip config)? Re-run to retry.")
 
     class _Ticker:

@@ -192,12 +192,13 @@ def exec_in(service: "Service", cmd: list[str], user: str | None = None) -> Exec
 
 @dataclass(frozen=True)
 class Proc:
-    pid: int
-    ppid: int
+    pid: int  # as seen in the container (NSpid)
+    ppid: int  # the parent, as seen on the host
     pgid: int
     stat: str
     elapsed_s: int
     args: str
+    host_pid: int = 0  # as seen on the host
 
 
 def processes(service: "Service") -> list[Proc]:
@@ -234,7 +235,7 @@ def processes(service: "Service") -> list[Proc]:
         rest = stat[stat.rindex(")") + 2:].split()
         nspid = _ns_ids(status, "NSpid")
         procs.append(Proc(pid=nspid, ppid=int(rest[1]), pgid=int(rest[2]), stat=rest[0],
-                          elapsed_s=int(uptime - int(rest[19]) / clk), args=args))
+                          elapsed_s=int(uptime - int(rest[19]) / clk), args=args, host_pid=int(entry.name)))
     return procs
 
 

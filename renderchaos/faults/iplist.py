@@ -1,6 +1,7 @@
 """Encoder IP access lists of the live service (AVideo runbook V), through its admin API.
 
-``Blocklisted(live_url, ip)`` puts an address or CIDR range on the blocklist (the runbook's
+The live service is found at the target's ``live`` URL (``platform.endpoint.urls["live"]``,
+:func:`live_url`). ``Blocklisted.of(target, ip)`` puts an address or CIDR range on the blocklist (the runbook's
 fault: an encoder IP put on the blacklist); healed by removing that entry. ``Allowlisted`` puts
 it on the allowlist (the runbook's remedy; as a fault object so a scenario's allowlist entry is
 removed at the end and does not leak into the next scenario). Both heal idempotently; the
@@ -11,14 +12,31 @@ service's answer to the injection is kept in ``answer`` (e.g. ``cut``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from renderchaos.errors import FaultHealError, FaultInjectionError
 
+if TYPE_CHECKING:
+    from renderchaos.target import Target
+
 ADMIN_TIMEOUT_S = 5.0
+LIVE_URL = "live"  # the platform endpoint's name for the live service's admin API
+E = TypeVar("E", bound="_ListEntry")
+
+
+def live_url(target: "Target") -> str:
+    """The live service's admin API of ``target``; a skip naming what is missing if it has none."""
+    from renderchaos.target import MissingCapability
+
+    target.require(LIVE_URL)
+    url = target.platform.endpoint.urls.get(LIVE_URL)
+    if not url:
+        raise MissingCapability(f"target {target.name!r} names no live service URL (platform endpoint "
+                                f"urls[{LIVE_URL!r}])")
+    return url
 
 
 @dataclass
@@ -27,6 +45,11 @@ class _ListEntry:
     ip: str
     kind: str = ""
     answer: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls: type[E], target: "Target", ip: str) -> E:
+        """``ip`` (an address or CIDR range) on ``target``'s live service list."""
+        return cls(live_url(target), ip)
 
     def describe(self) -> str:
         return f"{self.ip} on the live {self.kind}"

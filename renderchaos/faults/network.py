@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from renderchaos.errors import FaultHealError, FaultInjectionError, ProxyError
+from renderchaos.errors import FaultHealError, FaultInjectionError
 from renderchaos_proxy.client import ToxiproxyClient
+from renderchaos_proxy.errors import ToxiproxyError
 
 
 def _client(url: str) -> ToxiproxyClient:
@@ -31,15 +32,17 @@ class RouteDown:
         try:
             with _client(self.proxy_url) as c:
                 c.get_proxy(self.route).disable()
-        except ProxyError as exc:
-            raise FaultInjectionError(f"could not take route {self.route} down: {exc}") from exc
+        except ToxiproxyError as exc:
+            raise FaultInjectionError(f"could not take route {self.route} down: {exc}",
+                                      status=exc.status, url=exc.url) from exc
 
     def heal(self) -> None:
         try:
             with _client(self.proxy_url) as c:
                 c.get_proxy(self.route).enable()
-        except ProxyError as exc:
-            raise FaultHealError(f"could not bring route {self.route} back: {exc}") from exc
+        except ToxiproxyError as exc:
+            raise FaultHealError(f"could not bring route {self.route} back: {exc}",
+                                 status=exc.status, url=exc.url) from exc
 
 
 @dataclass
@@ -65,8 +68,9 @@ class RouteToxic:
             with _client(self.proxy_url) as c:
                 c.get_proxy(self.route).add_toxic(type=self.type, stream=self.stream, toxicity=self.toxicity,
                                                    name=self.name, **self.attributes)
-        except ProxyError as exc:
-            raise FaultInjectionError(f"could not add {self.describe()}: {exc}") from exc
+        except ToxiproxyError as exc:
+            raise FaultInjectionError(f"could not add {self.describe()}: {exc}",
+                                      status=exc.status, url=exc.url) from exc
 
     def heal(self) -> None:
         try:
@@ -74,5 +78,6 @@ class RouteToxic:
                 proxy = c.get_proxy(self.route)
                 if any(t.name == self.name for t in proxy.list_toxics()):
                     proxy.remove_toxic(self.name)
-        except ProxyError as exc:
-            raise FaultHealError(f"could not remove {self.describe()}: {exc}") from exc
+        except ToxiproxyError as exc:
+            raise FaultHealError(f"could not remove {self.describe()}: {exc}",
+                                 status=exc.status, url=exc.url) from exc

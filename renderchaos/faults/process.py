@@ -7,7 +7,9 @@ worker itself stays alive to notice (R §一.3 progress watchdog).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from renderchaos.errors import FaultInjectionError
@@ -72,3 +74,59 @@ class ProcessStopped:
             return
         service, proc = self.target
         exec_in(service, ["kill", "-CONT", str(proc.pid)])
+
+
+@dataclass
+class OomTakesTheWorker:
+    """The kernel's OOM killer takes the process that runs a render, not only its ffmpeg.
+
+    Under a memory limit the OOM killer picks the biggest process, ffmpeg, and the worker lives on
+    to report ``resource_exhausted``: its task is never redelivered. Real OOM kills also take the
+    worker itself (R §一.2: "Killed"). While injected, this raises the OOM score of the parent of
+    every render ffmpeg in ``services`` (the worker process running the task) to the maximum, so
+    each delivery of the task dies with its worker and redelivery (late ack, bounded attempts) is
+    what the scenario sees. Raising a score needs no privilege; nothing is lowered on heal (each
+    redelivery runs in a fresh worker process)."""
+
+    services: list["Service"]
+    match: Callable[[Proc], bool] = is_render_ffmpeg
+    interval: float = 0.1
+    marked: set[int] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def describe(self) -> str:
+        return f"OOM score of the process running each render raised to the maximum ({len(self.marked)} marked)"
+
+    def _mark_once(self) -> None:
+        for s in self.services:
+            if not s.state().get("Running"):
+                continue
+            for p in processes(s):
+                if self.match(p) and p.ppid not in self.marked:
+                    try:
+                        Path(f"/proc/{p.ppid}/oom_score_adj").write_text("1000")
+                        self.marked.add(p.ppid)
+                    except OSError:
+                        pass  # exited meanwhile
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._mark_once()
+            except Exception:  # noqa: BLE001 - a container restarting under us: next round
+                pass
+            self._stop.wait(self.interval)  # the watch's pace, not a wait for a condition
+
+    def inject(self) -> None:
+        if not Path("/proc/self/oom_score_adj").exists():
+            raise FaultInjectionError("this kernel has no /proc/PID/oom_score_adj: cannot steer the OOM killer")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="oom-takes-the-worker", daemon=True)
+        self._thread.start()
+
+    def heal(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

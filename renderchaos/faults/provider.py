@@ -3,7 +3,8 @@
 ``POST /_control`` switches what the provider answers (401, 429 on some keys, slow, 500,
 model unavailable); ``GET /_control/stats`` counts calls per key and outcome;
 ``POST /_control/reset`` restores normal behaviour and clears the stats. The harness reaches
-the provider directly (``Target.provider_control_url``), never through the fault proxy.
+the provider directly, at the control URL the target's platform endpoint names
+(``urls["provider_control"]``, capability ``provider_control``), never through the fault proxy.
 
 :class:`ProviderBehaviour` is a :class:`~renderchaos.faults.base.Fault`: injected with
 ``ScenarioRun.inject()`` it is reset on the way out whatever happens.
@@ -12,13 +13,23 @@ the provider directly (``Target.provider_control_url``), never through the fault
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from renderchaos.errors import FaultHealError, FaultInjectionError, TargetError
 
+if TYPE_CHECKING:
+    from renderchaos.target import Target
+
 CONTROL_TIMEOUT = 5.0  # s, one control call
+CONTROL_URL = "provider_control"  # the platform endpoint's name for the provider's control API
+
+
+def control_url(target: "Target") -> str:
+    """Where ``target``'s AI provider takes control calls; a skip naming the capability if it has none."""
+    target.require(CONTROL_URL)
+    return target.platform.endpoint.urls[CONTROL_URL]
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,11 @@ class ProviderControl:
     def __init__(self, base_url: str, timeout: float = CONTROL_TIMEOUT) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout, headers={"User-Agent": "renderchaos"})
+
+    @classmethod
+    def of(cls, target: "Target", timeout: float = CONTROL_TIMEOUT) -> "ProviderControl":
+        """The control API of ``target``'s provider (caller closes)."""
+        return cls(control_url(target), timeout)
 
     def close(self) -> None:
         self.http.close()
@@ -96,6 +112,11 @@ class ProviderBehaviour:
 
     control_url: str
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, target: "Target", **settings: Any) -> "ProviderBehaviour":
+        """``settings`` on ``target``'s provider (through its ``provider_control`` URL)."""
+        return cls(control_url(target), dict(settings))
 
     def describe(self) -> str:
         return f"AI provider behaviour {self.settings}"

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from renderchaos.stack.services import Service
 
 STORAGE_MOUNT = "/data/storage"
+#: never fill more than this: a bigger filesystem is the host's disk, not a test volume
+MAX_FILL_BYTES = 4 * 1024**3
 
 
 def free_bytes(service: "Service", mount: str = STORAGE_MOUNT) -> int:
@@ -53,6 +55,12 @@ class StorageFilled:
     def inject(self) -> None:
         free = free_bytes(self.service, self.mount)
         size = max(0, free - self.leave_bytes)
+        if size > MAX_FILL_BYTES:
+            raise FaultInjectionError(
+                f"{self.mount} in {self.service.name} has {free // 1024**2} MiB free: that is a real disk, not a "
+                f"test volume, and renderchaos will not fill more than {MAX_FILL_BYTES // 1024**3} GiB. Mount a "
+                "size-limited volume there (compose: a top-level volume with driver_opts {type: tmpfs, device: "
+                "tmpfs, o: size=256m})", service=self.service.name)
         path = shlex.quote(self.path)
         # fallocate reserves the blocks at once; dd tops up whatever fallocate's rounding left.
         script = f"fallocate -l {size} {path} || true; "

@@ -1,10 +1,21 @@
-"""Locust users that behave like real clients of the render API and the AI API.
+"""Locust users that behave like real clients of a render platform, through its adapter.
 
-Standalone (any target: the reference stack, or a deployment named in a target file)::
+The users never speak HTTP themselves: every Locust process builds the platform adapter from
+the spec the runner passes (``RENDERCHAOS_PLATFORM``, JSON: the adapter name or
+``module:Class`` and the :class:`~renderchaos.platforms.base.PlatformEndpoint` fields; see
+:mod:`renderchaos.load.platform`), opens one account per user with ``platform.open_account``,
+and submits, polls, downloads and lists through the adapter. Each adapter call is reported to
+Locust's statistics under its operation name (``submit``, ``job``, ``list``, ``download``,
+``ai_submit``, ``ai_job``; :mod:`renderchaos.load.ops`), with the adapter's measured time, and
+as a failure when the answer is not what the operation expects. So the same load runs against
+any platform with an adapter.
 
-    locust -f renderchaos/load/locustfile.py --headless --host http://127.0.0.1:8000 \\
-        -u 12 -r 4 -t 60s --processes -1 --csv reports/load/run --csv-full-history \\
-        --html reports/load/run.html --rc-admin-token "$ADMIN_TOKEN" --rc-seed 42
+Standalone (``RENDERCHAOS_PLATFORM`` unset: the adapter from ``--rc-adapter``, default
+``refstack``, at ``--host``)::
+
+    RENDERCHAOS_ADMIN_TOKEN=... locust -f renderchaos/load/locustfile.py --headless \\
+        --host http://127.0.0.1:8000 -u 12 -r 4 -t 60s --processes -1 --csv reports/load/run \\
+        --csv-full-history --html reports/load/run.html --rc-seed 42
 
 From pytest: ``pytest -m load --chaos-profile load`` (suites/test_load.py runs this file in a
 subprocess through :mod:`renderchaos.load.runner`; gevent's monkey-patching and pytest do not
@@ -12,21 +23,21 @@ share a process).
 
 Users (class weights ``--rc-weights render=3,ai=1,browse=1``):
 
-* :class:`RenderClient` submits renders (Faker data, seeded from ``--rc-seed``), polls the job
-  with exponential backoff, downloads the output.
-* :class:`AiClient` logs in (phone + password -> access token, re-login on 401), submits AI
-  jobs, polls them, reads the conversation.
-* :class:`Browser` lists its jobs page by page (the read-heavy dashboard client).
+* :class:`RenderClient` submits renders (Faker titles, seeded from ``--rc-seed``), polls the job
+  with exponential backoff, downloads the output (when the adapter declares ``download``).
+* :class:`AiClient` submits AI jobs and polls them (only when the adapter declares ``ai_jobs``;
+  otherwise its weight is 0 and the log says so).
+* :class:`Browser` lists its jobs and reads one of them (the read-heavy dashboard client).
 
-Every client honours ``Retry-After`` on 429 / 503 (sleeps that long, then retries, bounded by
-``--rc-retries``); the refused attempt is still recorded as a failure. Each Locust user gets its
-own account and API key through the admin API, so the per-key limit (RATE_LIMIT_KEY_RATE,
-default 5 r/s, burst 10) applies per simulated client as in production; pacing (``--rc-think``,
-``--rc-poll``) keeps one client well below it. The per-IP flood limit exempts 127.0.0.1 on the
-reference stack; against another target, run the generator from an exempt address.
+Every client honours ``retry_after`` on a rate_limited or dependency_unavailable answer (sleeps
+that long, then retries, bounded by ``--rc-retries``); the refused attempt is still recorded as a
+failure. Each Locust user opens its own account, so per-tenant limits apply per simulated
+client as in production; pacing (``--rc-think``, ``--rc-poll``) keeps one client well below the
+reference stack's per-key limit.
 
-Accepted job ids are appended (one JSON line each) to ``--rc-accepted-file``, so the harness
-can audit them afterwards (no accepted job lost or duplicated, credits exactly once).
+Accepted job ids are appended (one JSON line each, with the owner account) to
+``--rc-accepted-file``, so the harness can audit them afterwards (no accepted job lost or
+duplicated, credits exactly once).
 
 Thresholds (``--rc-thresholds`` TOML, ``--rc-threshold-set`` overrides; see
 :mod:`renderchaos.load.thresholds`) are evaluated on the master when Locust quits: any breach
@@ -34,8 +45,8 @@ sets the exit code to 3 and prints ``THRESHOLD BROKEN: ...`` per broken threshol
 
 Distributed over several machines: on one machine ``locust -f ... --master --headless
 --expect-workers N ...`` and on each other ``locust -f ... --worker --master-host MASTER
---processes -1`` with the same ``--rc-*`` options (each worker machine writes its own
-``--rc-accepted-file``; concatenate them before the audit).
+--processes -1`` with the same ``--rc-*`` options and ``RENDERCHAOS_PLATFORM`` (each worker
+machine writes its own ``--rc-accepted-file``; concatenate them before the audit).
 """
 
 from __future__ import annotations
@@ -46,18 +57,21 @@ import os
 import random
 import sys
 import zlib
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gevent
-import requests
 from faker import Faker
-from locust import HttpUser, between, events, task
+from locust import User, events, task
 from locust import runners as locust_runners
 from locust import stats as locust_stats
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import WorkerRunner
 
+from renderchaos.load import ops
 from renderchaos.load import thresholds as th
+from renderchaos.load.client import add_platform_options, fire, open_account, platform_spec
+from renderchaos.platforms.base import Answer, Feature, Job, JobState, RenderRequest
 
 log = logging.getLogger("renderchaos.load")
 
@@ -69,22 +83,21 @@ locust_stats.CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW = 5
 # 1 s heartbeats; Locust's default (3 missed) then drops every worker and the run is empty.
 locust_runners.HEARTBEAT_LIVENESS = 30
 
-TERMINAL = {"completed", "failed", "timeout", "cancelled"}
-RETRY_STATUSES = {429, 503}
+#: longest the client honours a retry_after before trying again
+MAX_RETRY_AFTER_S = 30.0
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     g = parser.add_argument_group("renderchaos")
-    g.add_argument("--rc-admin-token", default="", env_var="RENDERCHAOS_ADMIN_TOKEN",
-                   help="admin API token of the target (creates one account + key per Locust user)")
+    add_platform_options(g)
     g.add_argument("--rc-seed", type=int, default=0, env_var="RENDERCHAOS_SEED",
                    help="run seed: Faker data and pacing jitter derive from it")
     g.add_argument("--rc-accepted-file", default="", env_var="RENDERCHAOS_ACCEPTED_FILE",
                    help="append one JSON line per accepted job (for the harness's ledger audit)")
     g.add_argument("--rc-thresholds", default="", env_var=th.ENV_FILE, help="thresholds TOML file")
     g.add_argument("--rc-threshold-set", default="", env_var=th.ENV_SET,
-                   help="threshold overrides 'key=value;...', e.g. 'min_rps=50;p95_ms.POST /v1/videos=300'")
+                   help="threshold overrides 'key=value;...', e.g. 'min_rps=50;p95_ms.submit=300'")
     g.add_argument("--rc-enforce", default="1", env_var="RENDERCHAOS_ENFORCE",
                    help="1: thresholds decide the exit code (3 on a breach); 0: report only (load.chaos)")
     g.add_argument("--rc-weights", default="render=3,ai=1,browse=1", env_var="RENDERCHAOS_WEIGHTS",
@@ -94,13 +107,13 @@ def _options(parser: Any) -> None:
     g.add_argument("--rc-poll", default="0.5,3.0,120", env_var="RENDERCHAOS_POLL",
                    help="INITIAL,MAX,DEADLINE seconds: poll backoff (x1.6 per poll) and give-up deadline")
     g.add_argument("--rc-retries", type=int, default=4, env_var="RENDERCHAOS_RETRIES",
-                   help="attempts after a 429/503 with Retry-After")
+                   help="attempts after a rate_limited / dependency_unavailable answer with retry_after")
     g.add_argument("--rc-download", type=float, default=0.5, env_var="RENDERCHAOS_DOWNLOAD",
-                   help="fraction of completed renders the client downloads")
+                   help="fraction of completed renders the client downloads (adapters with 'download')")
     g.add_argument("--rc-render", default="1.0,320,240", env_var="RENDERCHAOS_RENDER",
                    help="DURATION,WIDTH,HEIGHT of submitted renders")
     g.add_argument("--rc-credits", type=int, default=10_000_000, env_var="RENDERCHAOS_CREDITS",
-                   help="credits of each Locust user's account")
+                   help="credits of each Locust user's account (platforms with credits)")
     g.add_argument("--rc-stop-file", default="", env_var="RENDERCHAOS_STOP_FILE",
                    help="stop the run (reports written) as soon as this file exists")
 
@@ -127,11 +140,20 @@ def _init(environment: Any, **_: Any) -> None:
     opts = environment.parsed_options
     if opts is None:
         return
+    spec = platform_spec(opts, environment.host)
+    cls = spec.platform_class()  # fails here, once, if the adapter cannot be loaded
     w = _weights(opts.rc_weights)
+    if w["ai"] and Feature.AI_JOBS not in cls.features:
+        log.info("AI users off: adapter %s does not declare %r", spec.adapter, Feature.AI_JOBS.value)
+        w["ai"] = 0
     RenderClient.weight, AiClient.weight, Browser.weight = w["render"], w["ai"], w["browse"]
     environment._remove_user_classes_with_weight_zero()  # noqa: SLF001 - Locust's own filter, after our weights
-    if opts.rc_stop_file and not isinstance(environment.runner, WorkerRunner):
-        gevent.spawn(_watch_stop_file, environment, Path(opts.rc_stop_file))
+    if not isinstance(environment.runner, WorkerRunner):
+        groups = {g.value: g in cls.features for g in (Feature.DOWNLOAD, Feature.AI_JOBS)}
+        log.info("driving %s; optional groups %s; users %s", spec.describe(), groups,
+                 {k: v for k, v in w.items() if v})
+        if opts.rc_stop_file:
+            gevent.spawn(_watch_stop_file, environment, Path(opts.rc_stop_file))
 
 
 def _watch_stop_file(environment: Any, path: Path) -> None:
@@ -158,7 +180,7 @@ def _enforce(environment: Any, **_: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-class _Client(HttpUser):
+class _Client(User):
     abstract = True
     _serial = 0
 
@@ -176,72 +198,50 @@ class _Client(HttpUser):
         self.fake = Faker()
         self.fake.seed_instance(seed)
         self.poll_initial, self.poll_max, self.poll_deadline = _floats(opts.rc_poll, 3, "rc-poll")
-        self.account = self._create_account(opts)
-        self.client.headers["Authorization"] = f"Bearer {self.account['api_key']}"
+        self.platform = platform_spec(opts, self.environment.host).build()
+        self.account = open_account(self.platform, f"locust {self.fake.name()}", opts.rc_credits)
 
-    def _create_account(self, opts: Any) -> dict[str, Any]:
-        """One account per simulated client, made through the admin API (not recorded as load)."""
-        if not opts.rc_admin_token:
-            raise SystemExit("--rc-admin-token (or RENDERCHAOS_ADMIN_TOKEN) is required: each Locust user "
-                             "creates its own account through the admin API")
-        deadline = gevent.get_hub().loop.now() + 60
-        last = ""
-        while gevent.get_hub().loop.now() < deadline:
-            try:
-                r = requests.post(f"{self.host}/admin/users", timeout=5,
-                                  headers={"Authorization": f"Bearer {opts.rc_admin_token}"},
-                                  json={"credits": opts.rc_credits, "name": f"locust {self.fake.name()}"})
-                if r.status_code == 201:
-                    return r.json()
-                last = f"{r.status_code} {r.text[:200]}"
-            except requests.RequestException as exc:
-                last = str(exc)
-            gevent.sleep(1.0)  # the target may be mid-fault; retry inside the deadline
-        raise SystemExit(f"could not create a Locust user account on {self.host} within 60 s: {last}")
+    def on_stop(self) -> None:
+        platform = getattr(self, "platform", None)
+        if platform is not None:
+            platform.close()
 
-    # -- requests ---------------------------------------------------------------------------
-    def call(self, method: str, path: str, name: str, ok: tuple[int, ...] = (200,), **kw: Any) -> Any:
-        """One client call, honouring Retry-After on 429/503 (bounded by --rc-retries).
-
-        Every attempt is recorded; a refused attempt counts as a failure."""
+    # -- operations -------------------------------------------------------------------------
+    def call(self, operation: str, do: Callable[[], Answer[Any]], expect: Callable[[Answer[Any]], str | None]
+             ) -> Answer[Any]:
+        """One adapter call, reported to Locust; a refusal with retry_after (rate limited, a
+        dependency down) is retried after that long, bounded by --rc-retries. Every attempt is
+        recorded; a refused attempt counts as a failure."""
         attempts = self.environment.parsed_options.rc_retries + 1
-        resp = None
         for attempt in range(attempts):
-            with self.client.request(method, path, name=name, catch_response=True, **kw) as resp:
-                if resp.status_code in ok:
-                    resp.success()
-                    return resp
-                resp.failure(f"{resp.status_code} {_code(resp)}")
-                retry_after = resp.headers.get("Retry-After")
-                if resp.status_code not in RETRY_STATUSES or retry_after is None or attempt == attempts - 1:
-                    return resp
-            try:
-                pause = min(float(retry_after), 30.0)
-            except ValueError:
-                pause = 1.0
-            gevent.sleep(pause + self.rng.uniform(0, 0.25))  # honour Retry-After (jittered), as told
-        return resp
+            answer = do()
+            failure = expect(answer)
+            fire(self.environment, operation, answer.elapsed, failure, ops.length(answer))
+            retry_after = answer.error.retry_after if answer.error is not None else None
+            if failure is None or answer.kind not in ops.RETRY_KINDS or retry_after is None or attempt == attempts - 1:
+                return answer
+            # the client does what the platform told it: wait retry_after (jittered), then retry
+            gevent.sleep(min(retry_after, MAX_RETRY_AFTER_S) + self.rng.uniform(0, 0.25))
+        raise AssertionError("unreachable")
 
-    def poll(self, path: str, name: str, status_of: Any) -> dict[str, Any] | None:
-        """Poll ``path`` with exponential backoff until the job is terminal or the deadline passes."""
+    def poll(self, operation: str, job_id: str, read: Callable[[], Answer[Any]]) -> Job | None:
+        """Read the job with exponential backoff until it is terminal or the deadline passes."""
         delay, waited = self.poll_initial, 0.0
         while waited < self.poll_deadline:
-            gevent.sleep(delay)  # client-side backoff between polls
+            gevent.sleep(delay)  # client-side backoff between polls (a real client's pacing)
             waited += delay
             delay = min(delay * 1.6, self.poll_max)
-            r = self.call("GET", path, name)
-            if r is not None and r.status_code == 200:
-                job = status_of(r.json())
-                if job.get("status") in TERMINAL:
-                    return job
+            answer = self.call(operation, read, ops.the_job(job_id))
+            if answer.ok and isinstance(answer.value, Job) and answer.value.terminal:
+                return answer.value
         return None
 
-    def record_accepted(self, job_id: str, kind: str, expected: list[float] | None) -> None:
+    def record_accepted(self, job_id: str, kind: str, expected: tuple[float, int, int] | None) -> None:
         path = self.environment.parsed_options.rc_accepted_file
         if not path:
             return
-        line = json.dumps({"job_id": job_id, "kind": kind, "api_key": self.account["api_key"],
-                           "expected": expected}) + "\n"
+        line = json.dumps({"job_id": job_id, "kind": kind, "account": asdict(self.account),
+                           "expected": list(expected) if expected else None}, default=str) + "\n"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode())  # one write per line: O_APPEND keeps lines whole across processes
@@ -249,95 +249,55 @@ class _Client(HttpUser):
             os.close(fd)
 
 
-def _code(resp: Any) -> str:
-    try:
-        body = resp.json()
-    except Exception:  # noqa: BLE001 - not JSON (e.g. a proxy error page)
-        return ""
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            return str(err.get("code", ""))
-        return str(body.get("error_code", ""))
-    return ""
-
-
 class RenderClient(_Client):
-    """Submits a render, follows it to the end, downloads the result."""
+    """Submits a render, follows it to the end, downloads the result (adapters with download)."""
 
     weight = 3
 
     @task
     def render(self) -> None:
-        dur, width, height = _floats(self.environment.parsed_options.rc_render, 3, "rc-render")
-        f = self.fake
-        body = {"template_id": f"template_{f.lexify('??????').lower()}",
-                "data": {"title": f.catch_phrase()[:80], "duration": dur, "width": int(width), "height": int(height),
-                         "fps": 25, "colours": [f.hex_color(), f.safe_color_name()],
-                         "price": round(f.pyfloat(min_value=1, max_value=999, right_digits=2), 2)}}
-        r = self.call("POST", "/v1/videos", "/v1/videos", ok=(202,), json=body)
-        if r is None or r.status_code != 202:
+        opts = self.environment.parsed_options
+        dur, width, height = _floats(opts.rc_render, 3, "rc-render")
+        request = RenderRequest(title=self.fake.catch_phrase()[:80], duration=dur, width=int(width),
+                                height=int(height))
+        p, acc = self.platform, self.account
+        answer = self.call(ops.SUBMIT, lambda: p.submit(acc, request), ops.accepted)
+        if ops.accepted(answer) is not None:
             return
-        job_id = r.json()["id"]
-        self.record_accepted(job_id, "render", [dur, int(width), int(height)])
-        job = self.poll(f"/v1/videos/{job_id}", "/v1/videos/[id]", lambda d: d)
-        if job and job["status"] == "completed" and self.rng.random() < self.environment.parsed_options.rc_download:
-            with self.client.get(f"/v1/videos/{job_id}/download", name="/v1/videos/[id]/download",
-                                 catch_response=True, stream=True) as resp:
-                if resp.status_code == 200:
-                    size = sum(len(c) for c in resp.iter_content(65536))
-                    if size == 0:
-                        resp.failure("empty download")
-                    else:
-                        resp.success()
-                else:
-                    resp.failure(f"{resp.status_code} {_code(resp)}")
+        job_id: str = answer.value
+        self.record_accepted(job_id, "render", p.expected_output(request))
+        job = self.poll(ops.JOB, job_id, lambda: p.job(acc, job_id))
+        if job is not None and job.state is JobState.COMPLETED and p.has(Feature.DOWNLOAD) \
+                and self.rng.random() < opts.rc_download:
+            self.call(ops.DOWNLOAD, lambda: p.download(acc, job_id), ops.output_bytes)
 
 
 class Browser(_Client):
-    """Dashboard-like reads: list my jobs, page through them."""
+    """Dashboard-like reads: list my jobs, open one of them."""
 
     weight = 1
 
     @task
     def browse(self) -> None:
-        r = self.call("GET", "/v1/videos?limit=20", "/v1/videos?limit")
-        cursor = r.json().get("next_cursor") if r is not None and r.status_code == 200 else None
-        if cursor:
-            self.call("GET", f"/v1/videos?limit=20&cursor={cursor}", "/v1/videos?cursor")
+        p, acc = self.platform, self.account
+        answer = self.call(ops.LIST, lambda: p.list_jobs(acc, limit=20), ops.jobs_list)
+        if ops.jobs_list(answer) is None and answer.value:
+            job_id = self.rng.choice(answer.value).id
+            self.call(ops.JOB, lambda: p.job(acc, job_id), ops.the_job(job_id))
 
 
 class AiClient(_Client):
-    """Logs in with phone + password, submits AI jobs with its access token, reads the answer."""
+    """Submits AI jobs and reads the answer (adapters with the ai_jobs group)."""
 
     weight = 1
 
-    def on_start(self) -> None:
-        super().on_start()
-        self.models = ["refstack-echo"]
-        self.login()
-        r = self.call("GET", "/api/v1/ai/models", "/api/v1/ai/models")
-        if r is not None and r.status_code == 200:
-            self.models = [m["id"] for m in r.json().get("data", []) if m.get("available", True)] or self.models
-
-    def login(self) -> bool:
-        r = self.call("POST", "/api/v1/auth/login", "/api/v1/auth/login",
-                      json={"phone": self.account["phone"], "password": self.account["password"]})
-        if r is not None and r.status_code == 200:
-            self.client.headers["Authorization"] = f"Bearer {r.json()['data']['access_token']}"
-            return True
-        return False
-
     @task
     def ask(self) -> None:
-        body = {"model": self.rng.choice(self.models), "prompt": self.fake.sentence(nb_words=12)}
-        r = self.call("POST", "/api/v1/ai/jobs", "/api/v1/ai/jobs", ok=(202,), json=body)
-        if r is not None and r.status_code == 401 and self.login():  # token expired: log in again
-            r = self.call("POST", "/api/v1/ai/jobs", "/api/v1/ai/jobs", ok=(202,), json=body)
-        if r is None or r.status_code != 202:
+        p, acc = self.platform, self.account
+        prompt = self.fake.sentence(nb_words=12)
+        answer = self.call(ops.AI_SUBMIT, lambda: p.ai_submit(acc, prompt=prompt), ops.accepted)  # type: ignore[attr-defined]
+        if ops.accepted(answer) is not None:
             return
-        data = r.json()["data"]
-        self.record_accepted(data["job_id"], "ai", None)
-        job = self.poll(f"/api/v1/ai/jobs/{data['job_id']}", "/api/v1/ai/jobs/[id]", lambda d: d["data"])
-        if job and data.get("conversation_id"):
-            self.call("GET", f"/api/v1/ai/conversations/{data['conversation_id']}", "/api/v1/ai/conversations/[id]")
+        job_id: str = answer.value
+        self.record_accepted(job_id, "ai", None)
+        self.poll(ops.AI_JOB, job_id, lambda: p.ai_job(acc, job_id))  # type: ignore[attr-defined]

@@ -1,6 +1,8 @@
 """Run Locust in a subprocess (gevent's monkey-patching and pytest do not share a process).
 
-:class:`LoadRun` is plain data (what to run); :class:`LocustProcess` starts it in distributed
+:class:`LoadRun` is plain data (what to run, against which platform: a
+:class:`~renderchaos.load.platform.PlatformSpec`, handed to the Locust processes as JSON in
+``RENDERCHAOS_PLATFORM``); :class:`LocustProcess` starts it in distributed
 mode on this machine (``--processes N``: a master plus N worker processes, one per core by
 default), can be stopped early through the locustfile's stop file, and returns a
 :class:`LoadResult` with the exit code, the report paths, the final per-request statistics and
@@ -29,6 +31,8 @@ from typing import Any
 
 from renderchaos.errors import RenderChaosError
 from renderchaos.load import thresholds as th
+from renderchaos.load.platform import ENV as PLATFORM_ENV
+from renderchaos.load.platform import PlatformSpec
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 EXIT_THRESHOLD = 3  # the locustfile's exit code when a threshold broke
@@ -40,8 +44,7 @@ class LoadError(RenderChaosError):
 
 @dataclass
 class LoadRun:
-    host: str
-    admin_token: str
+    platform: PlatformSpec  # what every Locust user builds its adapter from
     out_dir: Path
     name: str = "load"  # report file prefix
     users: int = 12
@@ -94,7 +97,7 @@ class LoadRun:
     def command(self) -> list[str]:
         exe = Path(sys.executable).with_name("locust")
         cmd = [str(exe) if exe.exists() else "locust", "-f", str(self.locustfile), "--headless",
-               "--host", self.host, "-u", str(self.users), "-r", str(self.spawn_rate),
+               "-u", str(self.users), "-r", str(self.spawn_rate),
                "-t", f"{int(self.run_time_s)}s", "--stop-timeout", "10",
                "--csv", str(self.csv_prefix), "--csv-full-history", "--html", str(self.html),
                "--only-summary", "--loglevel", "INFO"]
@@ -137,10 +140,14 @@ class LoadRun:
         return cmd + self._rc_options()
 
     def env(self) -> dict[str, str]:
-        # The admin token goes through the environment, not argv (ps shows argv to everyone).
-        env = {**os.environ, "RENDERCHAOS_ADMIN_TOKEN": self.admin_token, "PYTHONUNBUFFERED": "1",
+        # The platform spec (with the admin token) goes through the environment, not argv (ps
+        # shows argv to everyone). The working directory is importable, as in pytest, so an
+        # adapter given as module:Class from the user's repository loads in Locust too.
+        path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, PLATFORM_ENV: self.platform.to_json(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path,
                **self.extra_env}
-        env.pop(th.ENV_SET, None)  # the run's own threshold_set is explicit on the command line
+        for name in (th.ENV_SET, "RENDERCHAOS_ADMIN_TOKEN", "RENDERCHAOS_ADAPTER"):
+            env.pop(name, None)  # explicit on the command line / in the spec, never inherited
         return env
 
 
@@ -166,6 +173,14 @@ class LoadResult:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def operations(self) -> str:
+        """Per operation: requests, failures, p95 (what the report shows next to the summary)."""
+        def p95(s: th.RequestStat) -> str:
+            return "n/a" if s.p95_ms is None else f"{s.p95_ms:g} ms"
+
+        return "; ".join(f"{s.key} {s.requests} req, {s.failures} failed, p95 {p95(s)}"
+                         for s in self.stats if s.key != th.AGGREGATED)
 
     def log_tail(self, n: int = 30) -> str:
         try:

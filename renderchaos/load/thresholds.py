@@ -4,15 +4,19 @@ Plain data, no Locust import: the same :func:`evaluate` runs inside Locust (on t
 ``quitting``, to set the process exit code) and in pytest (on Locust's ``_stats.csv``), so the
 exit code and the test's message always agree.
 
-The configuration is TOML (``renderchaos/load/thresholds.toml`` is the default)::
+Latency thresholds are keyed by **operation** (the platform adapter call a Locust user made,
+:mod:`renderchaos.load.ops`: ``submit``, ``job``, ``list``, ``download``, ``ai_submit``,
+``ai_job``, ``health``) or ``Aggregated``; the same names work against any platform. An
+operation the run did not make (an optional group the adapter lacks, a weight of 0) is not
+judged. The configuration is TOML (``renderchaos/load/thresholds.toml`` is the default)::
 
     [load]
     max_failure_ratio = 0.01      # failures / requests over the whole run (Aggregated)
     min_rps = 2.0                 # Aggregated requests per second, whole run
-    [load.p95_ms]                 # per request type "METHOD name", or "Aggregated"
-    "POST /v1/videos" = 800
+    [load.p95_ms]                 # per operation, or "Aggregated"
+    submit = 800
     [load.p99_ms]
-    "Aggregated" = 3000
+    Aggregated = 3000
     [chaos]
     max_failure_ratio = 0.05      # "back under threshold" after a heal (trailing window)
     p95_ms = 2000                 # Aggregated windowed p95 "back under threshold"
@@ -20,8 +24,8 @@ The configuration is TOML (``renderchaos/load/thresholds.toml`` is the default):
     stable_s = 3                  # must stay under both this long to count as recovered
 
 Overrides without editing the file: ``RENDERCHAOS_LOAD_THRESHOLDS=/path/file.toml`` and
-``RENDERCHAOS_LOAD_SET="min_rps=500;p95_ms.POST /v1/videos=5"`` (``;``-separated
-``key=value``; dotted keys reach into ``p95_ms`` / ``p99_ms`` / ``chaos``).
+``RENDERCHAOS_LOAD_SET="min_rps=500;p95_ms.submit=5"`` (``;``-separated ``key=value``; dotted
+keys reach into ``p95_ms`` / ``p99_ms`` / ``chaos``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from renderchaos.errors import ConfigError
+from renderchaos.load.ops import OPERATIONS
 
 DEFAULT_FILE = Path(__file__).with_name("thresholds.toml")
 ENV_FILE = "RENDERCHAOS_LOAD_THRESHOLDS"
@@ -69,7 +74,7 @@ class Thresholds:
 class RequestStat:
     """One row of Locust's final statistics (``_stats.csv``), or of ``environment.stats``."""
 
-    key: str  # "METHOD name", or "Aggregated"
+    key: str  # the operation ("submit"), or "Aggregated"
     requests: int
     failures: int
     p95_ms: float | None
@@ -83,7 +88,7 @@ class RequestStat:
 
 @dataclass(frozen=True)
 class Breach:
-    threshold: str  # e.g. "p95 POST /v1/videos"
+    threshold: str  # e.g. "p95 submit"
     limit: float
     observed: float
     unit: str
@@ -106,7 +111,8 @@ def _apply(raw: dict, key: str, value: str) -> None:
     head, _, rest = key.partition(".")
     if head in ("p95_ms", "p99_ms"):
         if not rest:
-            raise ConfigError(f"{ENV_SET}: {key!r} needs a request type, e.g. p95_ms.POST /v1/videos=500")
+            raise ConfigError(f"{ENV_SET}: {key!r} needs an operation, e.g. p95_ms.submit=500 "
+                              f"(operations: {', '.join(OPERATIONS)}, or Aggregated)")
         raw.setdefault("load", {}).setdefault(head, {})[rest] = float(value)
     elif head == "chaos":
         raw.setdefault("chaos", {})[rest] = float(value)
@@ -145,6 +151,11 @@ def from_dict(raw: dict, where: str = "thresholds") -> Thresholds:
     chaos_known = set(ChaosThresholds.__dataclass_fields__)
     if set(ch) - chaos_known:
         raise ConfigError(f"{where}: unknown [chaos] keys {sorted(set(ch) - chaos_known)}; known: {sorted(chaos_known)}")
+    for name in ("p95_ms", "p99_ms"):
+        table = lo.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [load.{name}] maps operations to milliseconds")
+        _check_keys(table, f"{where} [load.{name}]")
     try:
         return Thresholds(max_failure_ratio=float(lo.get("max_failure_ratio", 0.01)),
                           min_rps=float(lo.get("min_rps", 0.0)),
@@ -153,6 +164,16 @@ def from_dict(raw: dict, where: str = "thresholds") -> Thresholds:
                           chaos=replace(ChaosThresholds(), **{k: float(v) for k, v in ch.items()}))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: thresholds must be numbers: {exc}") from exc
+
+
+def _check_keys(table: Mapping[str, object], where: str) -> None:
+    """Latency thresholds name an operation (or Aggregated): a key that names nothing would
+    silently judge nothing (e.g. an HTTP route from before the platform seam)."""
+    known = (*OPERATIONS, AGGREGATED)
+    unknown = sorted(k for k in table if k not in known)
+    if unknown:
+        raise ConfigError(f"{where}: {unknown} not an operation; latency thresholds are keyed by the operation the "
+                          f"Locust users perform through the platform adapter: {', '.join(known)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,7 +192,7 @@ def evaluate(stats: Iterable[RequestStat], t: Thresholds) -> list[Breach]:
         for key, limit in limits.items():
             row = rows.get(key)
             if row is None or row.requests == 0:
-                continue  # a request type this run did not make (e.g. weight 0) is not judged
+                continue  # an operation this run did not make (optional group, weight 0) is not judged
             value = getattr(row, attr)
             if value is not None and value > limit:
                 out.append(Breach(f"{label} {key}", limit, value, " ms"))
@@ -185,13 +206,20 @@ def _num(v: str) -> float | None:
         return None  # "N/A" before any request
 
 
+def key_of(request_type: str, name: str) -> str:
+    """The statistics key of a Locust entry: the operation (our users report request type and
+    name both as the operation), ``Aggregated``, or ``"TYPE name"`` for anything else."""
+    if name == AGGREGATED or request_type in ("", name):
+        return name
+    return f"{request_type} {name}"
+
+
 def read_stats_csv(path: Path) -> list[RequestStat]:
-    """Locust's ``<prefix>_stats.csv`` (final numbers per request type plus Aggregated)."""
+    """Locust's ``<prefix>_stats.csv`` (final numbers per operation plus Aggregated)."""
     out = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            name, method = row["Name"], row.get("Type") or ""
-            key = AGGREGATED if name == AGGREGATED else f"{method} {name}".strip()
+            key = key_of(row.get("Type") or "", row["Name"])
             out.append(RequestStat(key=key, requests=int(row["Request Count"]), failures=int(row["Failure Count"]),
                                    p95_ms=_num(row.get("95%", "")), p99_ms=_num(row.get("99%", "")),
                                    rps=_num(row.get("Requests/s", "")) or 0.0))
@@ -205,6 +233,6 @@ def from_locust_stats(stats: object) -> list[RequestStat]:
         pct = (lambda p: e.get_response_time_percentile(p)) if n else (lambda p: None)  # type: ignore[attr-defined]
         return RequestStat(key, n, e.num_failures, pct(0.95), pct(0.99), e.total_rps)  # type: ignore[attr-defined]
 
-    rows = [conv(f"{e.method} {e.name}", e) for e in stats.entries.values()]  # type: ignore[attr-defined]
+    rows = [conv(key_of(e.method or "", e.name), e) for e in stats.entries.values()]  # type: ignore[attr-defined]
     rows.append(conv(AGGREGATED, stats.total))  # type: ignore[attr-defined]
     return rows

@@ -1,4 +1,8 @@
-"""Reading a Prometheus server's alerts and rules (HTTP API v1)."""
+"""Reading a Prometheus server's alerts and rules (Prometheus's own HTTP API v1).
+
+The paths below belong to Prometheus (https://prometheus.io/docs/prometheus/latest/querying/api/),
+the server the harness starts next to the platform, NOT to the platform under test.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ class AlertState:
     value: str
 
 
+#: Prometheus's HTTP API prefix (Prometheus's own API, not the platform's)
+PROMETHEUS_API = "/api/v1"
+
+
 class PrometheusProbe:
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=timeout, headers={"User-Agent": "renderchaos"})
@@ -23,7 +31,7 @@ class PrometheusProbe:
         self.http.close()
 
     def alerts(self) -> list[AlertState]:
-        data = self.http.get("/api/v1/alerts").json()["data"]["alerts"]
+        data = self.http.get(f"{PROMETHEUS_API}/alerts").json()["data"]["alerts"]
         return [AlertState(a["labels"].get("alertname", "?"), a["state"], a["labels"], str(a.get("value")))
                 for a in data]
 
@@ -36,11 +44,11 @@ class PrometheusProbe:
 
     def rules(self) -> dict[str, str]:
         """Alert name -> rule health (``ok`` once evaluated without error)."""
-        groups = self.http.get("/api/v1/rules").json()["data"]["groups"]
+        groups = self.http.get(f"{PROMETHEUS_API}/rules").json()["data"]["groups"]
         return {r["name"]: r.get("health", "unknown") for g in groups for r in g["rules"] if r.get("type") == "alerting"}
 
     def query(self, expr: str) -> list[dict]:
-        return self.http.get("/api/v1/query", params={"query": expr}).json()["data"]["result"]
+        return self.http.get(f"{PROMETHEUS_API}/query", params={"query": expr}).json()["data"]["result"]
 
     def summary(self) -> str:
         try:

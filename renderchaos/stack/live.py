@@ -71,7 +71,8 @@ class LiveEncoder(AppService):
 
 
 class LiveAdmin:
-    """The live service's admin API (``stack.live.base_url()``), as the scenarios read it."""
+    """The live service's admin API (the target's ``live`` URL: ``platform.endpoint.urls["live"]``),
+    as the scenarios read it."""
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         import httpx
@@ -108,6 +109,19 @@ class LiveAdmin:
         except ValueError:
             body = {"text": resp.text[:300]}
         return resp.status_code, body
+
+    def build_recording(self, name: str, action: str = "finalize") -> tuple[int, dict]:
+        """Build the stream's final recording: ``finalize`` (encoder sessions, holes filled from the
+        local backup) or ``rerecord`` (the admin's forced re-record from the backup). (status, report)."""
+        if action not in ("finalize", "rerecord"):
+            raise ValueError(f"action is finalize or rerecord, not {action!r}")
+        return self.post(f"/streams/{name}/{action}")
+
+    def coverage(self, name: str) -> dict:
+        """What each encoder's own sessions cover of the stream (``encoders``: ip -> gaps, max_gap_s)."""
+        resp = self.http.get(f"/streams/{name}/coverage")
+        resp.raise_for_status()
+        return resp.json()
 
     def recording_file(self, name: str) -> bytes | None:
         resp = self.http.get(f"/streams/{name}/recording/file")

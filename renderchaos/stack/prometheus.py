@@ -1,6 +1,7 @@
 """A real Prometheus (2.42, Debian's package; image recipe images/prometheus) next to a stack.
 
-Why a real one (monitor.alerts): the runbook's alert rules (refstack/alerts/rules.yml) are
+Why a real one (monitor.alerts): the runbook's alert rules (the platform's own rules file: its
+adapter's ``alert_rules_file()``; the reference stack's is refstack/alerts/rules.yml) are
 PromQL with ``rate()``, ``histogram_quantile()``, ``clamp_min`` and ``for:``; evaluating them with
 a home-made interpreter would test the interpreter. Prometheus scrapes the SUT's /metrics like
 production does (``up`` included, which only a scraper can produce) and its rule engine decides.
@@ -8,8 +9,8 @@ production does (``up`` included, which only a scraper can produce) and its rule
 ``alert_rules(...)`` rewrites the runbook's rules for a test: ``for:`` shortened, range windows
 shortened (so an alert also *clears* within a test), optional threshold overrides; the
 expressions are otherwise kept. ``PrometheusService`` runs it on the host network with a
-scrape config for the API (job ``video-api``, as ServiceDown expects), labelled with the stack's
-context; ``remove()`` it when done.
+scrape config for the API's metrics URL (job ``video-api``, as ServiceDown expects), labelled
+with the stack's context; ``remove()`` it when done.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
 
 from renderchaos.errors import ConfigError
 from renderchaos.stack.context import StackContext
-from renderchaos.stack.services import CODE_ROOT, Readiness, Service, _http_ok
+from renderchaos.stack.services import Readiness, Service, _http_ok
 from renderchaos.wait import Poll
 
-RULES_FILE = CODE_ROOT / "refstack" / "alerts" / "rules.yml"
 CONFIG_MOUNT = "/etc/renderchaos"
 
 
@@ -37,9 +38,9 @@ def prometheus_image() -> str:
     return f"{LOCAL_PREFIX}/prometheus:{recipe_hash(RECIPES['prometheus'])}"
 
 
-def alert_rules(for_s: float = 2.0, window: str = "20s", thresholds: dict[str, tuple[str, str]] | None = None,
-                source: Path = RULES_FILE) -> dict[str, Any]:
-    """The runbook's rules with ``for:`` -> ``for_s`` and every ``[5m]`` -> ``[window]``.
+def alert_rules(source: Path, for_s: float = 2.0, window: str = "20s",
+                thresholds: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The runbook's rules in ``source`` with ``for:`` -> ``for_s`` and every ``[5m]`` -> ``[window]``.
 
     ``thresholds``: alert name -> (text in the expression, replacement), e.g.
     ``{"QueueBacklog": ("> 1000", "> 5")}``; a replacement that does not apply is an error.
@@ -65,17 +66,21 @@ class PrometheusService(Service):
     name = "prometheus"
     image_key = "prometheus"
 
-    def __init__(self, ctx: StackContext, image: str, api_port: int, rules: dict[str, Any],
+    def __init__(self, ctx: StackContext, image: str, metrics_url: str, rules: dict[str, Any],
                  scrape_interval_s: float = 1.0, scrape_timeout_s: float = 1.0,
-                 evaluation_interval_s: float = 1.0) -> None:
+                 evaluation_interval_s: float = 1.0, job: str = "video-api") -> None:
+        """``metrics_url``: where the platform's API exposes its metrics (scraped as ``job``)."""
         super().__init__(ctx, image)
+        url = urlsplit(metrics_url)
+        if not url.hostname or not url.port:
+            raise ConfigError(f"metrics URL {metrics_url!r} needs a host and a port to scrape")
         self.config_dir = ctx.host_dir("prometheus")
         config = {
             "global": {"scrape_interval": f"{scrape_interval_s:g}s", "scrape_timeout": f"{scrape_timeout_s:g}s",
                        "evaluation_interval": f"{evaluation_interval_s:g}s"},
             "rule_files": [f"{CONFIG_MOUNT}/rules.yml"],
-            "scrape_configs": [{"job_name": "video-api", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": [f"{ctx.host}:{api_port}"]}]}],
+            "scrape_configs": [{"job_name": job, "metrics_path": url.path or "/", "scheme": url.scheme or "http",
+                                "static_configs": [{"targets": [f"{url.hostname}:{url.port}"]}]}],
         }
         (self.config_dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         (self.config_dir / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True))

@@ -11,6 +11,12 @@ closes the write end, the watcher reads EOF and sweeps:
 * the run's temp directory,
 * the Podman API service, if we started it and no other live run uses it.
 
+The controller's watcher (a run with ``-n``) also ends the run's other processes first: every
+xdist worker registers itself (:func:`register_process`), and when the controller dies the
+watcher SIGKILLs those workers and their children (Locust, ffmpeg...) before sweeping, so a
+``kill -9`` of the controller leaves nothing running: the workers do not go on creating
+containers until they notice.
+
 ``python -m renderchaos.stack.reaper sweep RUN_ID [--cli docker --host DOCKER_HOST]`` runs the
 same sweep by hand. Engines differ: ``docker rm`` has no ``-t`` (``-f`` kills at once) and only
 Podman leaves exec monitors (``conmon``) behind.
@@ -27,6 +33,9 @@ import sys
 import time
 from dataclasses import dataclass
 
+from pathlib import Path
+
+from renderchaos.engine.engine import STATE_DIR
 from renderchaos.stack.context import LABEL_OWNER, LABEL_RUN, run_tmp_root
 
 
@@ -34,6 +43,68 @@ def _argv(cli: str, host: str | None) -> list[str]:
     if cli.endswith("podman") or not host:
         return [cli]
     return [cli, "--host", host]
+
+
+def _procs_dir(run_id: str) -> Path:
+    return Path(STATE_DIR) / "procs" / run_id
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]
+
+
+def register_process(run_id: str, pid: int | None = None) -> None:
+    """Record a process of the run (an xdist worker) for the controller's watcher to end."""
+    pid = pid or os.getpid()
+    d = _procs_dir(run_id)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / str(pid)).write_text(_start_time(pid) or "")
+
+
+def _children(pids: set[int]) -> set[int]:
+    """Every descendant of ``pids`` (from /proc), to kill a worker's Locust, ffmpeg, watchers' peers."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out: set[int] = set()
+    frontier = set(pids)
+    while frontier:
+        nxt = {c for c, pp in parent.items() if pp in frontier and c not in out and c not in pids}
+        out |= nxt
+        frontier = nxt
+    return out
+
+
+def end_processes(run_id: str) -> list[str]:
+    """SIGKILL the registered processes of a run (same start time: never a reused pid) and their
+    descendants. Our own watchers live in their own sessions and are not descendants."""
+    d = _procs_dir(run_id)
+    if not d.exists():
+        return []
+    alive: set[int] = set()
+    for f in d.iterdir():
+        if f.name.isdigit() and _start_time(int(f.name)) == (f.read_text() or None) and f.read_text():
+            alive.add(int(f.name))
+    ended = []
+    victims = alive | _children(alive)
+    me = os.getpid()
+    for pid in sorted(victims - {me}):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            ended.append(f"process {pid}")
+        except OSError:
+            pass
+    shutil.rmtree(d, ignore_errors=True)
+    return ended
 
 
 def sweep(run_id: str, cli: str = "podman", owner: str | None = None, host: str | None = None) -> list[str]:
@@ -135,6 +206,8 @@ def _watch(run_id: str, cli: str, owner: str | None, host: str | None) -> None:
             pass
     except OSError:
         pass
+    if owner is None:  # the controller (or a run without -n) ended: its workers go with it
+        end_processes(run_id)
     sweep(run_id, cli, owner, host)
     time.sleep(1.0)  # scheduled second pass: a worker may have been creating a container  # noqa
     sweep(run_id, cli, owner, host)

@@ -11,8 +11,7 @@ log tail in the error.
 from __future__ import annotations
 
 import socket
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -145,8 +144,9 @@ class Service:
             return f"(logs unavailable: {exc})"
 
 
-class _Exited(Exception):
-    pass
+class _Exited(BaseException):
+    """The container exited while we waited: never one of the errors a readiness poll tolerates
+    (a BaseException, so ``tolerate=(Exception,)`` cannot swallow it and wait out the deadline)."""
 
 
 class _NotReady(Exception):

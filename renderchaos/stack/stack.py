@@ -31,7 +31,8 @@ from renderchaos.wait import Deadline
 
 log = logging.getLogger(__name__)
 
-PROXIED = ("postgres", "redis", "rabbitmq", "provider")
+#: dependency roles reached through a fault-proxy route (role -> the service behind it)
+PROXIED = {"database": "postgres", "cache": "redis", "broker": "rabbitmq", "provider": "provider"}
 
 
 @dataclass
@@ -79,9 +80,8 @@ class Stack:
         if self.provider:
             self.provider.env.update(PROVIDER_PORT=str(self.provider.port),
                                      PROVIDER_VALID_KEYS=",".join(config.provider_keys))
-        self.routes: dict[str, Route] = {}
-        upstreams = {"postgres": self.postgres.port, "redis": self.redis.port,
-                     "rabbitmq": self.rabbitmq.port}
+        self.routes: dict[str, Route] = {}  # role -> route
+        upstreams = {"database": self.postgres.port, "cache": self.redis.port, "broker": self.rabbitmq.port}
         if self.provider:
             upstreams["provider"] = self.provider.port
         for name, port in upstreams.items():
@@ -118,9 +118,9 @@ class Stack:
         pg = self.postgres
         env = {
             "DATABASE_URL": f"postgresql+psycopg://{pg.user}:{pg.password}@{self.ctx.host}:"
-                            f"{self._route_port('postgres')}/{pg.database}",
-            "REDIS_URL": self.redis.url(self._route_port("redis")),
-            "BROKER_URL": self.rabbitmq.url(self._route_port("rabbitmq")),
+                            f"{self._route_port('database')}/{pg.database}",
+            "REDIS_URL": self.redis.url(self._route_port("cache")),
+            "BROKER_URL": self.rabbitmq.url(self._route_port("broker")),
             "ADMIN_TOKEN": self.admin_token,
             "STORAGE_DIR": "/data/storage",
             "ASSETS_DIR": "/data/assets",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -138,7 +137,7 @@ def test_docker_engine_takes_podmans_local_build_of_the_same_recipe(
     assert resolver.resolve(["redis"]) == {"redis": tag}
     assert resolver.copied == [tag] and not resolver.built
     calls = log.read_text()
-    assert f"--host tcp://127.0.0.1:1 load -q" in calls and f"save {tag}" in calls
+    assert "--host tcp://127.0.0.1:1 load -q" in calls and f"save {tag}" in calls
     assert "pull" not in calls and "build" not in calls
     assert tag in have.read_text().split()
     assert any(f"copied {tag} from podman" in line for line in lines)
@@ -155,3 +154,14 @@ def test_docker_engine_builds_when_podman_has_nothing(
     assert resolver.built == ["redis"] and not resolver.copied
     build = next(line for line in log.read_text().splitlines() if " build " in f" {line} ")
     assert build.startswith("--host tcp://127.0.0.1:1 build ") and "/ctx/Containerfile -t " in build
+
+
+def test_extra_images_are_built_only_by_name(fake: tuple[Engine, Path, Path]) -> None:
+    engine, log, have = fake
+    have.write_text(f"{im.LOCAL_PREFIX}/base:{im.base_hash()}\n")
+    assert "unmanic" not in im.RECIPES, "a third-party platform image must stay out of the default build"
+    resolver = im.ImageResolver(engine, progress=_quiet)
+    refs = resolver.resolve(["unmanic"])
+    assert refs == {"unmanic": f"{im.LOCAL_PREFIX}/unmanic:{im.recipe_hash(im.EXTRA_RECIPES['unmanic'])}"}
+    assert resolver.built == ["unmanic"]
+    assert "pull" not in log.read_text(), "no official image exists for unmanic; nothing to pull"

@@ -38,28 +38,28 @@ def write_history(path: Path, per_second: list[tuple[int, int, float]], t0: floa
         w.writerow([int(t0), 10, "", "Aggregated", 0, 0] + ["N/A"] * 11 + [0, 0, 0, 0, 0, 0, 0])
         for i, (req, fail, p95) in enumerate(per_second, start=1):
             total, fails = total + req, fails + fail
-            w.writerow([int(t0) + i, 10, "GET", "/x", req, fail] + [0] * 11 + [total, fails, 0, 0, 0, 0, 0])
+            w.writerow([int(t0) + i, 10, "job", "job", req, fail] + [0] * 11 + [total, fails, 0, 0, 0, 0, 0])
             w.writerow([int(t0) + i, 10, "", "Aggregated", req, fail] + [p95] * 11 + [total, fails, 0, 0, 0, 0, 0])
     return path
 
 
-T = th.Thresholds(max_failure_ratio=0.01, min_rps=5.0, p95_ms={"POST /v1/videos": 500.0, "Aggregated": 800.0},
+T = th.Thresholds(max_failure_ratio=0.01, min_rps=5.0, p95_ms={"submit": 500.0, "Aggregated": 800.0},
                   p99_ms={"Aggregated": 2000.0})
 
 
 def test_thresholds_hold(tmp_path: Path) -> None:
     stats = th.read_stats_csv(write_stats(tmp_path / "s.csv", [
-        ("POST", "/v1/videos", 100, 0, 2.0, 400, 600), ("", "Aggregated", 1000, 5, 10.0, 700, 1500)]))
+        ("submit", "submit", 100, 0, 2.0, 400, 600), ("", "Aggregated", 1000, 5, 10.0, 700, 1500)]))
     assert th.evaluate(stats, T) == []
 
 
 def test_each_breach_named_with_how_far(tmp_path: Path) -> None:
     stats = th.read_stats_csv(write_stats(tmp_path / "s.csv", [
-        ("POST", "/v1/videos", 100, 0, 2.0, 5100, 5200), ("", "Aggregated", 1000, 50, 4.0, 900, 2500)]))
+        ("submit", "submit", 100, 0, 2.0, 5100, 5200), ("", "Aggregated", 1000, 50, 4.0, 900, 2500)]))
     breaches = {b.threshold: b for b in th.evaluate(stats, T)}
-    assert set(breaches) == {"failure ratio (Aggregated)", "throughput (Aggregated req/s)", "p95 POST /v1/videos",
+    assert set(breaches) == {"failure ratio (Aggregated)", "throughput (Aggregated req/s)", "p95 submit",
                              "p95 Aggregated", "p99 Aggregated"}
-    b = breaches["p95 POST /v1/videos"]
+    b = breaches["p95 submit"]
     assert (b.limit, b.observed) == (500.0, 5100.0)
     assert "4600 ms over (10.2x the limit)" in str(b)
     assert "observed 4 req/s, limit >= 5 req/s -> 1 req/s under" in str(breaches["throughput (Aggregated req/s)"])
@@ -78,9 +78,9 @@ def test_no_requests_is_a_breach() -> None:
 def test_load_file_and_overrides(tmp_path: Path) -> None:
     f = tmp_path / "t.toml"
     f.write_text('[load]\nmax_failure_ratio = 0.02\n[load.p95_ms]\n"Aggregated" = 900\n[chaos]\nstable_s = 4\n')
-    t = th.load(f, "min_rps=500;p95_ms.POST /v1/videos=5;chaos.recovery_deadline_s=30")
+    t = th.load(f, "min_rps=500;p95_ms.submit=5;chaos.recovery_deadline_s=30")
     assert t.max_failure_ratio == 0.02 and t.min_rps == 500
-    assert t.p95_ms == {"Aggregated": 900.0, "POST /v1/videos": 5.0}
+    assert t.p95_ms == {"Aggregated": 900.0, "submit": 5.0}
     assert (t.chaos.stable_s, t.chaos.recovery_deadline_s) == (4.0, 30.0)
 
 
@@ -93,6 +93,39 @@ def test_default_file_loads() -> None:
 def test_bad_overrides_are_config_errors(bad: str) -> None:
     with pytest.raises(ConfigError):
         th.load(th.DEFAULT_FILE, bad)
+
+
+def test_stats_are_keyed_by_operation(tmp_path: Path) -> None:
+    stats = th.read_stats_csv(write_stats(tmp_path / "s.csv", [
+        ("submit", "submit", 10, 0, 1.0, 100, 200), ("job", "job", 30, 1, 3.0, 50, 90),
+        ("custom", "thing", 1, 0, 0.1, 5, 5), ("", "Aggregated", 41, 1, 4.1, 90, 190)]))
+    assert [s.key for s in stats] == ["submit", "job", "custom thing", "Aggregated"]
+    assert th.key_of("ai_submit", "ai_submit") == "ai_submit"
+
+
+def test_slow_operation_breaks_its_threshold_by_name(tmp_path: Path) -> None:
+    """What api_slow_submit does: submit p95 ~5 s against 3.5 s in the default file."""
+    t = th.load(th.DEFAULT_FILE, "")
+    stats = th.read_stats_csv(write_stats(tmp_path / "s.csv", [
+        ("submit", "submit", 60, 0, 1.0, 5200, 5400), ("job", "job", 400, 0, 6.0, 40, 80),
+        ("", "Aggregated", 460, 0, 7.0, 900, 5300)]))
+    [b] = th.evaluate(stats, t)
+    assert str(b) == "p95 submit: observed 5200 ms, limit <= 3500 ms -> 1700 ms over (1.5x the limit)"
+
+
+def test_override_with_an_operation_name() -> None:
+    t = th.load(th.DEFAULT_FILE, "p95_ms.ai_job=250;p99_ms.submit=900")
+    assert t.p95_ms["ai_job"] == 250 and t.p99_ms["submit"] == 900
+
+
+@pytest.mark.parametrize("key", ["POST /renders", "GET /health", "submitt"])
+def test_a_latency_key_that_is_not_an_operation_is_refused(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match="not an operation.*submit, job, list"):
+        th.load(th.DEFAULT_FILE, f"p95_ms.{key}=5")
+    f = tmp_path / "t.toml"
+    f.write_text(f'[load.p99_ms]\n"{key}" = 5\n')
+    with pytest.raises(ConfigError, match="not an operation"):
+        th.load(f, "")
 
 
 def test_unknown_key_is_a_config_error(tmp_path: Path) -> None:

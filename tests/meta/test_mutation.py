@@ -54,8 +54,10 @@ def _run_suite(args: list[str], reports: Path, timeout: float, exclusive: bool =
 
 
 def _run_suite_locked(args: list[str], reports: Path, timeout: float) -> tuple[int, dict, str]:
+    # its own --basetemp: a session without one deletes the other sessions' unlocked temp dirs
+    # (tmp_path_retention_policy = none), the outer run's included
     cmd = [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "-q", "--chaos-reports",
-           str(reports), "-o", "junit_family=xunit2", *args]
+           str(reports), "--basetemp", str(reports / "tmp"), "-o", "junit_family=xunit2", *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     results = reports / "results.json"

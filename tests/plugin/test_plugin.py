@@ -18,7 +18,7 @@ def test_header_names_profile_seed_and_target(pytester: pytest.Pytester) -> None
     pytester.makepyfile("import pytest\n@pytest.mark.resilience\ndef test_ok(): pass")
     result = pytester.runpytest("--chaos-profile", "resilience", "--chaos-seed", "1234")
     result.stdout.fnmatch_lines(["renderchaos: profile=resilience * seed=1234 run=*",
-                                 "renderchaos: target=reference stack (containers) workers=2"])
+                                 "renderchaos: target=reference stack (containers) platform=refstack workers=2"])
     assert result.ret == 0
 
 
@@ -91,30 +91,36 @@ def test_external_target_skips_what_it_lacks_with_the_reason(pytester: pytest.Py
     target = _target_file(pytester, """
         [target]
         name = "staging"
+        platform = "refstack"
         api_url = "http://127.0.0.1:9"
         admin_token = "t"
-        capabilities = ["render_api"]
     """)
     pytester.makepyfile("""
         import pytest
-        @pytest.mark.needs("containers")
+        @pytest.mark.needs("containers:worker")
         def test_kills_worker(chaos_target): pass
-        @pytest.mark.needs("render_api")
+        @pytest.mark.needs("auth", "credits")
         def test_api(chaos_target):
-            assert chaos_target.kind == "external" and chaos_target.api_url == "http://127.0.0.1:9"
+            assert chaos_target.kind == "external"
+            assert chaos_target.platform.endpoint.api_url == "http://127.0.0.1:9"
     """)
     result = pytester.runpytest("--chaos-target", target, "-rs")
     result.assert_outcomes(passed=1, skipped=1)
-    assert "target 'staging' (external) lacks ['containers']" in result.stdout.str()
+    out = result.stdout.str()
+    assert "target 'staging' (external, platform refstack) lacks ['containers:worker']" in out
+    assert "disposable = true" in out  # the skip says how to allow container faults
 
 
 @pytest.mark.parametrize("body, message", [
     ('[target]\nname="x"\napi_url="http://10.1.2.3:80"\nadmin_token="t"\n', "*is not loopback*"),
-    ('[target]\nname="x"\napi_url="http://127.0.0.1:80"\n', "*needs a string 'admin_token'*"),
+    ('[target]\nname="x"\napi_url="http://127.0.0.1:80"\n', "*needs the admin token*"),
     ('[target]\nname="x"\napi_url="http://127.0.0.1:80"\nadmin_token="${RC_UNSET_TOKEN}"\n',
      "*${RC_UNSET_TOKEN} but that environment variable is unset*"),
     ('[target]\nname="x"\napi_url="http://127.0.0.1:80"\nadmin_token="t"\ncapabilities=["containers"]\n',
-     "*only available on the reference stack*"),
+     "*capabilities is gone*"),
+    ('[target]\nname="x"\napi_url="http://127.0.0.1:80"\nadmin_token="t"\n[containers]\nworker=["w1"]\n',
+     "*disposable is not true*"),
+    ('[target]\nname="x"\nplatform="nope"\napi_url="http://127.0.0.1:80"\n', "*no platform adapter named 'nope'*"),
     ("[target\n", "*is not valid TOML*"),
 ])
 def test_bad_target_files_fail_with_a_clear_message(pytester: pytest.Pytester, body: str, message: str) -> None:

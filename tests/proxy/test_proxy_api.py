@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Iterator
 
 import httpx
 import pytest
 
 from proxy_helpers import EFFECT_TIMEOUT, Upstream, connect, round_trip
 from renderchaos.wait import Poll, wait_for
-from renderchaos_proxy.client import ToxiproxyClient
+from renderchaos_proxy.client import Proxy as ClientProxy, ToxiproxyClient
 from renderchaos_proxy.server import ServerThread
 
 ERROR_CT = "text/plain; charset=utf-8"
@@ -188,10 +189,85 @@ def test_populate(http, echo: Upstream, make_upstream):
     ])
     assert second.status_code == 201
     by_name = {p["name"]: p for p in second.json()["proxies"]}
-    assert len(by_name["keep"]["toxics"]) == 1  # unchanged: kept with its toxics
     assert by_name["change"]["toxics"] == [] and by_name["change"]["upstream"] == other.address
     assert by_name["new"]["enabled"] is False
+    # unchanged: kept with its toxics (read back: the real server's answer shows the request, not the proxy)
     assert len(http.get("/proxies/keep/toxics").json()) == 1
+
+
+def test_populate_keeps_an_unchanged_proxy(http, echo: Upstream):
+    """Same name, listen and upstream: the live proxy stays, toxics, connections and all."""
+    first = http.post("/populate", json=[{"name": "db", "listen": "127.0.0.1:0", "upstream": echo.address}])
+    listen = first.json()["proxies"][0]["listen"]
+    toxic = http.post("/proxies/db/toxics", json={"type": "latency", "attributes": {"latency": 1}}).json()
+    with connect(ClientProxy("db", listen, echo.address)) as sock:
+        assert round_trip(sock) == b"ping"
+        again = http.post("/populate", json=[{"name": "db", "listen": listen, "upstream": echo.address}])
+        assert again.status_code == 201
+        answer = again.json()["proxies"][0]
+        assert (answer["name"], answer["listen"], answer["upstream"]) == ("db", listen, echo.address)
+        assert round_trip(sock, b"still") == b"still"  # not restarted: the connection lives on
+    kept = http.get("/proxies/db").json()
+    assert kept["toxics"] == [toxic] and kept["enabled"] is True and kept["listen"] == listen
+
+
+def test_populate_ignores_enabled_of_an_unchanged_proxy(http, echo: Upstream):
+    """Toxiproxy compares listen and upstream only: a proxy that is down stays down, toxics kept."""
+    listen = http.post("/proxies", json={"name": "db", "listen": "127.0.0.1:0", "upstream": echo.address}).json()["listen"]
+    http.post("/proxies/db/toxics", json={"type": "noop"})
+    http.post("/proxies/db", json={"enabled": False})
+    r = http.post("/populate", json=[{"name": "db", "listen": listen, "upstream": echo.address, "enabled": True}])
+    assert r.status_code == 201
+    kept = http.get("/proxies/db").json()
+    assert kept["enabled"] is False and [t["name"] for t in kept["toxics"]] == ["noop_downstream"]
+
+
+@pytest.mark.parametrize("change", ["upstream", "listen", "listen as localhost"])
+def test_populate_replaces_a_changed_proxy(http, echo: Upstream, make_upstream, change: str):
+    """Listen or upstream differs (as strings, like Go): the old proxy stops, a new one without toxics starts."""
+    from proxy_helpers import echo_handler
+
+    other = make_upstream(echo_handler)
+    listen = http.post("/proxies", json={"name": "db", "listen": "127.0.0.1:0", "upstream": echo.address}).json()["listen"]
+    http.post("/proxies/db/toxics", json={"type": "latency", "attributes": {"latency": 1}})
+    port = listen.rsplit(":", 1)[1]
+    item = {"name": "db", "listen": listen, "upstream": echo.address}
+    item |= {"upstream": {"upstream": other.address},
+             "listen": {"listen": "127.0.0.1:0"},
+             "listen as localhost": {"listen": f"localhost:{port}"}}[change]
+    with connect(ClientProxy("db", listen, echo.address)) as sock:
+        assert round_trip(sock) == b"ping"
+        r = http.post("/populate", json=[item])
+        assert r.status_code == 201, r.text
+        assert sock.recv(10) == b""  # the replaced proxy's connection was cut
+    now = http.get("/proxies/db").json()
+    assert now["toxics"] == [] and now["enabled"] is True and now["upstream"] == item["upstream"]
+    assert (now["listen"] == listen) is (change != "listen")  # localhost:P binds 127.0.0.1:P again
+    with connect(ClientProxy("db", now["listen"], now["upstream"])) as sock:
+        assert round_trip(sock) == b"ping"
+    served = other if change == "upstream" else echo
+    assert served.accepted == (1 if change == "upstream" else 2)
+
+
+@pytest.fixture
+def port_in_use() -> Iterator[int]:
+    """A port some other socket listens on, on 127.0.0.1."""
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        yield blocker.getsockname()[1]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_listen_address_in_use_names_the_resolved_address(http, echo: Upstream, port_in_use: int, host: str):
+    """Go's net.Listen error names the address it tried to bind, after resolving the host."""
+    message = f"listen tcp 127.0.0.1:{port_in_use}: bind: address already in use"
+    body = {"name": "db", "listen": f"{host}:{port_in_use}", "upstream": echo.address}
+    assert_error(http.post("/proxies", json=body), 500, message)
+    r = http.post("/populate", json=[body])
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert r.json() == {"error": message, "status": 500, "proxies": None}
+    assert http.get("/proxies").json() == {}
 
 
 def test_populate_validates_everything_first(http, echo: Upstream):

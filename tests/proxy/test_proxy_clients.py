@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pickle
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import httpx
 import pytest
 
 from proxy_helpers import EFFECT_TIMEOUT, Upstream, connect, round_trip
-from renderchaos.errors import ProxyError
+from renderchaos.errors import FaultHealError, FaultInjectionError
+from renderchaos.faults.network import RouteDown, RouteToxic
+from renderchaos.stack.routes import ExtraRoute
 from renderchaos.wait import Poll, wait_for
 from renderchaos_proxy.client import Proxy, ToxiproxyClient
+from renderchaos_proxy.errors import (
+    BadRequest,
+    Conflict,
+    HealError,
+    NotFound,
+    ServerError,
+    ToxiproxyError,
+    Unreachable,
+)
 from renderchaos_proxy.server import ServerThread
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,13 +51,32 @@ def test_client_basics(api: ToxiproxyClient, echo: Upstream):
     assert [p.name for p in populated] == ["c", "d"]
 
 
-def test_client_errors_are_proxy_errors(api: ToxiproxyClient):
-    with pytest.raises(ProxyError) as info:
+def test_client_errors_have_a_class_per_status(api: ToxiproxyClient, echo: Upstream):
+    with pytest.raises(NotFound) as info:
         api.get_proxy("missing")
     assert info.value.status == 404 and info.value.url.endswith("/proxies/missing")
     assert "proxy not found" in str(info.value)
     clone = pickle.loads(pickle.dumps(info.value))
-    assert clone.status == 404 and clone.url == info.value.url
+    assert type(clone) is NotFound and clone.status == 404 and clone.url == info.value.url
+    assert str(clone) == str(info.value)
+    proxy = api.create_proxy("e", upstream=echo.address)
+    with pytest.raises(Conflict) as conflict:
+        api.create_proxy("e", upstream=echo.address)
+    assert conflict.value.status == 409
+    with pytest.raises(BadRequest) as bad:
+        proxy.add_toxic("no_such_type")
+    assert bad.value.status == 400 and "invalid toxic type" in str(bad.value)
+    with pytest.raises(ServerError) as server:  # e's own port is in use
+        api.create_proxy("f", listen=proxy.listen, upstream=echo.address)
+    assert server.value.status == 500 and "address already in use" in str(server.value)
+    for exc in (info.value, conflict.value, bad.value, server.value):
+        assert isinstance(exc, ToxiproxyError)
+
+
+def _refused_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: connecting is refused
 
 
 def test_client_unreachable_maps_with_cause():
@@ -52,9 +84,71 @@ def test_client_unreachable_maps_with_cause():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: refused
         with ToxiproxyClient(f"http://127.0.0.1:{port}", timeout=1.0) as client:
-            with pytest.raises(ProxyError) as info:
+            with pytest.raises(Unreachable) as info:
                 client.version()
     assert info.value.status is None and isinstance(info.value.__cause__, httpx.HTTPError)
+
+
+def test_failed_heal_is_a_heal_error(api: ToxiproxyClient, echo_proxy):
+    with pytest.raises(HealError) as info:
+        with echo_proxy.down():
+            echo_proxy.delete()  # nothing left to re-enable
+    assert info.value.proxy == "echo" and info.value.status == 404
+    assert isinstance(info.value.__cause__, NotFound)
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert (clone.proxy, clone.toxic, clone.status, clone.url) == ("echo", None, 404, info.value.url)
+
+
+def test_package_imports_nothing_from_the_harness():
+    """renderchaos_proxy stands alone: importing every module of it loads no renderchaos module."""
+    probe = textwrap.dedent("""
+        import importlib, importlib.abc, pkgutil, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "renderchaos" or name.startswith("renderchaos."):
+                    raise ImportError(f"renderchaos_proxy imported {name}")
+
+        sys.meta_path.insert(0, Block())
+        import renderchaos_proxy
+        names = [m.name for m in pkgutil.iter_modules(renderchaos_proxy.__path__, "renderchaos_proxy.")]
+        for name in names:
+            importlib.import_module(name)
+        leaked = sorted(m for m in sys.modules if m == "renderchaos" or m.startswith("renderchaos."))
+        assert not leaked, leaked
+        print(len(names))
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 6  # client, errors, link, proxy, server, toxics
+    # imports inside functions only run when called: read the source as well
+    for path in (REPO / "renderchaos_proxy").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not [n for n in names if n == "renderchaos" or n.startswith("renderchaos.")], (path, names)
+
+
+# -- the harness boundary: proxy errors become renderchaos errors, with their cause -----------------
+def test_harness_maps_proxy_errors(proxy_server: ServerThread, api: ToxiproxyClient, echo: Upstream):
+    with pytest.raises(FaultInjectionError) as info:
+        RouteDown(proxy_server.url, "missing").inject()
+    assert isinstance(info.value.__cause__, NotFound) and info.value.status == 404
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert clone.status == 404 and clone.url == info.value.url
+    with pytest.raises(FaultHealError) as info:
+        RouteToxic(proxy_server.url, "missing", "latency").heal()
+    assert isinstance(info.value.__cause__, NotFound)
+    route = ExtraRoute(proxy_server.url, "extra", upstream_port=echo.port)
+    route.inject()
+    with pytest.raises(FaultInjectionError) as info:
+        ExtraRoute(proxy_server.url, "extra", upstream_port=echo.port).inject()
+    assert isinstance(info.value.__cause__, Conflict) and info.value.status == 409
+    route.heal()
+    assert "extra" not in api.proxies()
+    with pytest.raises(FaultHealError) as info:
+        ExtraRoute(_refused_url(), "extra", upstream_port=echo.port).heal()
+    assert isinstance(info.value.__cause__, Unreachable) and info.value.status is None
 
 
 def test_toxic_context_heals_on_exception(echo_proxy):

@@ -65,10 +65,21 @@ def test_oversize_body():
     assert field == "body" and "limit" in message
 
 
-def test_planted_500(planted):
+def test_planted_500_on_bad_input(planted):
+    body = b'{"data": {"title": "t"}}'
+    assert parse_json(body, 100) == {"data": {"title": "t"}}  # healthy: parse_video_request names the field
     planted("api_500_on_bad_input")
+    with pytest.raises(KeyError):
+        parse_json(body, 100)
+    assert field_of(parse_json, b"{", 100)[0] == "body"  # malformed JSON is its own variant
+
+
+def test_planted_500_on_malformed_json(planted):
+    assert field_of(parse_json, b'{"template_id": ', 100)[0] == "body"
+    planted("api_500_on_malformed_json")
     with pytest.raises(json.JSONDecodeError):
-        parse_json(b"{", 100)
+        parse_json(b'{"template_id": ', 100)
+    assert parse_json(b'{"a": 1}', 100) == {"a": 1}
 
 
 def test_ai_and_login_and_limit():

@@ -7,7 +7,6 @@ import gc
 import os
 import signal
 import threading
-import time
 
 import pytest
 

@@ -122,34 +122,5 @@ def test_missing_file_fails_before_taking_a_slot(tmp_path):
         open_remux(tmp_path / "gone.mp4", limiter=limiter)
     assert limiter.active == 0
 
-
-def test_throughput_is_close_to_a_bare_ffmpeg_pipe(tmp_path, media_cache):
-    """Goal >= 0.9x a bare `ffmpeg < file | cat`; asserted loosely (0.5x) since the host is shared."""
-    import subprocess
-
-    from media_fixtures import valid_clip
-
-    src = valid_clip(media_cache, 20, 1280, 720, with_audio=True)
-    argv = "ffmpeg -hide_banner -v error -i pipe:0 -c copy -movflags frag_keyframe+empty_moov -f mp4 pipe:1"
-
-    def bare() -> float:
-        t = time.perf_counter()
-        with open(src, "rb") as fh:
-            p1 = subprocess.Popen(argv.split(), stdin=fh, stdout=subprocess.PIPE)
-            p2 = subprocess.run(["cat"], stdin=p1.stdout, stdout=subprocess.DEVNULL)
-            p1.stdout.close()
-            p1.wait()
-        assert p1.returncode == 0 and p2.returncode == 0
-        return time.perf_counter() - t
-
-    async def ours() -> float:
-        t = time.perf_counter()
-        async for _ in open_remux(src):
-            pass
-        return time.perf_counter() - t
-
-    bares = sorted(bare() for _ in range(5))
-    mine = sorted(asyncio.run(ours()) for _ in range(5))
-    ratio = bares[0] / mine[0]
-    print(f"remux throughput vs bare pipe: {ratio:.2f}x (bare {bares[0]:.3f}s, ours {mine[0]:.3f}s)")
-    assert ratio >= 0.5, f"remux is {ratio:.2f}x a bare pipe (bare {bares}, ours {mine}); goal >= 0.9x"
+# Throughput against a bare `ffmpeg | cat` pipe is a number, not a pass/fail: benchmarks/render_overhead.py
+# measures it side by side (remux_throughput_ratio).

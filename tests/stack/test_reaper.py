@@ -128,6 +128,39 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signa
             proc.wait()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ", 1)[-1][:1] != "Z"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigkill_of_the_xdist_controller_leaves_nothing_behind(tmp_path: Path, engine: str,
+                                                              keep_engine_up: None) -> None:
+    """kill -9 of the controller of an ``-n 2`` run: its workers, their containers and temp dirs
+    are gone within 5 s (the workers do not go on until they notice)."""
+    proc, markers = _launch(tmp_path, engine, "-n", "2", hold=True)
+    try:
+        wait_for(lambda: (markers / "a").exists() and (markers / "b").exists(),
+                 what="both xdist workers to start their containers", timeout=180, poll=Poll(0.2))
+        a, b = (json.loads((markers / t).read_text()) for t in ("a", "b"))
+        assert a["run"] == b["run"] and _alive(a["pid"]) and _alive(b["pid"])
+        assert set(_containers(a["run"], engine)) == set(a["names"]) | set(b["names"])
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)  # the controller only: its workers keep running until ended
+        _assert_all_gone(a["run"], engine, within=5.0)
+        wait_for(lambda: not _alive(a["pid"]) and not _alive(b["pid"]), what="both xdist workers to be gone",
+                 timeout=max(0.1, 5.0 - (time.monotonic() - t0)), poll=Poll(0.1))
+        print(f"controller SIGKILLed: workers and containers gone {time.monotonic() - t0:.2f}s later")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_two_xdist_workers_run_isolated_stacks(tmp_path: Path, engine: str, keep_engine_up: None) -> None:
     proc, markers = _launch(tmp_path, engine, "-n", "2", hold=False)

@@ -1,4 +1,6 @@
-"""HTTP clients for the system under test: render API (``/v1``), AI API (``/api/v1``), admin.
+"""HTTP clients of the reference stack: render API (``/v1``), AI API (``/api/v1``), admin.
+
+Only the reference stack's adapter (:mod:`renderchaos.platforms.refstack`) uses them.
 
 Thin on purpose: methods return the raw ``httpx.Response`` so scenarios can assert on status,
 headers and envelopes; ``*_ok`` helpers raise :class:`TargetError` with the body when the target
@@ -7,22 +9,18 @@ answers something unusable. Every call has a bounded timeout (the profile's ``co
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import httpx
 
 from renderchaos.errors import TargetError
 
-if TYPE_CHECKING:
-    from renderchaos.wait import Deadline
-
 UA = {"User-Agent": "renderchaos"}
 
 
-def _client(base_url: str, timeout: float) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout), headers=UA)
+def _client(base_url: str, timeout: float, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout), headers=UA, transport=transport)
 
 
 def _ok(resp: httpx.Response, what: str, expect: tuple[int, ...] = (200, 201, 202)) -> dict[str, Any]:
@@ -48,8 +46,9 @@ class User:
 class Admin:
     """The harness's admin access (users, keys, credits, job and ledger views)."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
-        self.http = _client(base_url, timeout)
+    def __init__(self, base_url: str, token: str, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = _client(base_url, timeout, transport)
         self.http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
@@ -105,8 +104,9 @@ class Admin:
 class RenderApi:
     """The render API as one user sees it (``Authorization: Bearer <api key>``)."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: float = 10.0) -> None:
-        self.http = _client(base_url, timeout)
+    def __init__(self, base_url: str, api_key: str | None, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = _client(base_url, timeout, transport)
         if api_key is not None:
             self.http.headers["Authorization"] = f"Bearer {api_key}"
 
@@ -127,24 +127,6 @@ class RenderApi:
 
     def health(self) -> httpx.Response:
         return self.http.get("/health")
-
-
-def honour_retry_after(send: Callable[[], httpx.Response], deadline: "Deadline") -> httpx.Response:
-    """Send; on 429 wait the advertised ``Retry-After`` and send again, until ``deadline``.
-
-    This is the client behaviour the render manual prescribes (R §二.2 api_call_with_retry), used
-    where a scenario's subject is not the rate limit itself. The last answer is returned as is.
-    """
-    while True:
-        resp = send()
-        if resp.status_code != 429 or deadline.expired():
-            return resp
-        try:
-            wait = float(resp.headers.get("Retry-After", "1"))
-        except ValueError:
-            wait = 1.0
-        # the prescribed client step: wait exactly what the server asked, bounded by our deadline
-        time.sleep(min(max(wait, 0.05), deadline.remaining()))
 
 
 def render_body(title: str = "renderchaos", duration: float = 2.0, width: int = 320, height: int = 240,

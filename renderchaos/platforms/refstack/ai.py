@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 
 from renderchaos.errors import TargetError
-from renderchaos.probes.api import UA, Admin
-from renderchaos.probes.ledger import JobLedger
+from renderchaos.platforms.refstack.client import UA, Admin
 
 DEFAULT_MODEL = "refstack-echo"
 
@@ -57,20 +56,3 @@ class AiApi:
             raise TargetError(f"GET /api/v1/ai/models: HTTP {resp.status_code}: {resp.text[:300]}",
                               status=resp.status_code)
         return resp.json()["data"]
-
-
-def ai_job_id(resp: httpx.Response) -> str | None:
-    """The job id of an accepted AI submission (2xx), else None."""
-    if resp.status_code // 100 != 2:
-        return None
-    try:
-        data = resp.json().get("data") or {}
-    except ValueError:
-        return None
-    return data.get("id") or data.get("job_id")
-
-
-def accept_ai(ledger: JobLedger, resp: httpx.Response) -> str | None:
-    """Record an accepted AI job in the ledger (lost / stuck / credits-once are then audited)."""
-    job_id = ai_job_id(resp)
-    return ledger.accept_id(job_id) if job_id else None

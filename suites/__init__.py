@@ -1,0 +1,1 @@
+"""The product's suites: pytest files that run the scenario catalog against a target (``pytest --pyargs suites``)."""
