@@ -30,7 +30,7 @@ from renderchaos.faults.container import stop  # noqa: E402
 from renderchaos.load.platform import PlatformSpec  # noqa: E402
 from renderchaos.load.runner import LoadRun, LocustProcess  # noqa: E402
 from renderchaos.load.thresholds import AGGREGATED  # noqa: E402
-from renderchaos.stack.standalone import standalone_run  # noqa: E402
+from renderchaos.provisioning.stack.standalone import standalone_run  # noqa: E402
 from renderchaos.target import Target  # noqa: E402
 
 CAPACITY = Path(__file__).resolve().parents[1] / "renderchaos" / "load" / "capacity.py"

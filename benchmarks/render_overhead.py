@@ -30,8 +30,8 @@ from renderchaos.faults.container import _memory_cgroup, exec_in  # noqa: E402
 from renderchaos.platforms.base import Account, PlatformEndpoint  # noqa: E402
 from renderchaos.platforms.refstack import RefstackPlatform  # noqa: E402
 from renderchaos.platforms.refstack.client import Admin, RenderApi, render_body  # noqa: E402
-from renderchaos.stack.stack import Stack  # noqa: E402
-from renderchaos.stack.standalone import standalone_run  # noqa: E402
+from renderchaos.provisioning.stack.stack import Stack  # noqa: E402
+from renderchaos.provisioning.stack.standalone import standalone_run  # noqa: E402
 from renderchaos.wait import Poll, wait_for  # noqa: E402
 
 W, H, FPS, PRESET = 1280, 720, 25, "veryfast"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from renderchaos.stack.standalone import standalone_run  # noqa: E402
+from renderchaos.provisioning.stack.standalone import standalone_run  # noqa: E402
 
 
 def main() -> int:

@@ -28,9 +28,9 @@ from renderchaos.target import Target, load_target_file
 
 if TYPE_CHECKING:
     from renderchaos.scenario import Scenario, ScenarioRun
-    from renderchaos.stack.context import StackContext
-    from renderchaos.stack.reaper import Reaper
-    from renderchaos.stack.stack import Stack
+    from renderchaos.provisioning.stack.context import StackContext
+    from renderchaos.provisioning.stack.reaper import Reaper
+    from renderchaos.provisioning.stack.stack import Stack
 
 MARKERS = {
     "gate": "fast, non-destructive scenario: part of the CI gate",
@@ -63,7 +63,7 @@ class ChaosState:
     images: dict[str, str] | None = None
     dedicated: "tuple[str, Stack] | None" = None
     cli: str = "podman"
-    engine: Any = None  # renderchaos.engine.Engine, once prepare_engine ran
+    engine: Any = None  # renderchaos.provisioning.engine.Engine, once prepare_engine ran
     contexts: int = 0
     stacks: list[Any] = field(default_factory=list)  # reference and compose stacks to stop at exit
     started: float = field(default_factory=time.monotonic)
@@ -169,7 +169,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:  # an xdist worker: the controller chose run id and seed
         run_id, seed, worker_id = workerinput["chaos_run_id"], workerinput["chaos_seed"], workerinput["workerid"]
     else:
-        from renderchaos.stack.context import new_run_id
+        from renderchaos.provisioning.stack.context import new_run_id
 
         run_id = new_run_id()
         seed = config.getoption("--chaos-seed")
@@ -202,13 +202,13 @@ def pytest_configure(config: pytest.Config) -> None:
             # must go at once (they would go on creating containers): its own watcher ends them
             import shutil
 
-            from renderchaos.stack.reaper import Reaper
+            from renderchaos.provisioning.stack.reaper import Reaper
 
             state = config.stash[STATE]
             state.cli = "podman" if shutil.which("podman") else "docker"
             state.reaper = Reaper.start(run_id, state.cli, None)
     else:
-        from renderchaos.stack.reaper import register_process
+        from renderchaos.provisioning.stack.reaper import register_process
 
         register_process(run_id)  # the controller's watcher ends us if the controller is killed
     if config.pluginmanager.hasplugin("xdist"):
@@ -265,8 +265,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         stack.stop()
     state.stacks.clear()
     if state.reaper is not None:
-        from renderchaos.engine.engine import release_user
-        from renderchaos.stack.reaper import sweep
+        from renderchaos.provisioning.engine.engine import release_user
+        from renderchaos.provisioning.stack.reaper import sweep
 
         # The controller sweeps the whole run; an xdist worker only what it created.
         sweep(state.run_id, state.cli, owner=None if state.worker_id == "main" else state.owner,
@@ -276,7 +276,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     else:  # no containers were made (e.g. an external target): only our temp files to remove
         import shutil
 
-        from renderchaos.stack.context import run_tmp_root
+        from renderchaos.provisioning.stack.context import run_tmp_root
 
         root = run_tmp_root(state.run_id)
         for d in [root] if state.worker_id == "main" else list(root.glob(f"{state.owner}*")):
@@ -468,10 +468,10 @@ def prepare_engine(state: ChaosState, images: bool = True) -> dict[str, str]:
     """
     if state.images is not None:
         return state.images
-    from renderchaos.engine import ImageResolver, configure_testcontainers, find_engine
-    from renderchaos.engine.engine import STATE_DIR
-    from renderchaos.engine.images import OFFICIAL_TOXIPROXY
-    from renderchaos.stack.reaper import Reaper
+    from renderchaos.provisioning.engine import ImageResolver, configure_testcontainers, find_engine
+    from renderchaos.provisioning.engine.engine import STATE_DIR
+    from renderchaos.provisioning.engine.images import OFFICIAL_TOXIPROXY
+    from renderchaos.provisioning.stack.reaper import Reaper
 
     # the loopback guard applies to the stack's address, derived from the engine host
     engine = find_engine(user=state.owner, allow_remote=state.allow_remote)
@@ -496,8 +496,8 @@ def prepare_engine(state: ChaosState, images: bool = True) -> dict[str, str]:
 
 def resolve_images(state: ChaosState, names: list[str]) -> dict[str, str]:
     """Image references for renderchaos recipes ``names`` (built once, under the machine-wide lock)."""
-    from renderchaos.engine import ImageResolver, find_engine
-    from renderchaos.engine.engine import STATE_DIR
+    from renderchaos.provisioning.engine import ImageResolver, find_engine
+    from renderchaos.provisioning.engine.engine import STATE_DIR
 
     engine = find_engine(user=state.owner, allow_remote=state.allow_remote)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -508,7 +508,7 @@ def resolve_images(state: ChaosState, names: list[str]) -> dict[str, str]:
 
 def new_context(state: ChaosState) -> "StackContext":
     """A fresh, labelled StackContext unique on the machine (run id + xdist worker + counter)."""
-    from renderchaos.stack.context import StackContext
+    from renderchaos.provisioning.stack.context import StackContext
 
     state.contexts += 1
     n = state.contexts
@@ -518,7 +518,7 @@ def new_context(state: ChaosState) -> "StackContext":
 
 def start_stack(state: ChaosState, **overrides: Any) -> "Stack":
     """Start a reference stack for this run; registered for teardown at exit."""
-    from renderchaos.stack.stack import Stack, StackConfig
+    from renderchaos.provisioning.stack.stack import Stack, StackConfig
 
     images = prepare_engine(state)
     toxiproxy_url = os.environ.get("TOXIPROXY_URL") or None
@@ -531,7 +531,7 @@ def start_stack(state: ChaosState, **overrides: Any) -> "Stack":
                          toxiproxy_url=toxiproxy_url)
     for key, value in overrides.items():
         if not hasattr(config, key):
-            raise ConfigError(f"unknown stack option {key!r}; see renderchaos.stack.stack.StackConfig")
+            raise ConfigError(f"unknown stack option {key!r}; see renderchaos.provisioning.stack.stack.StackConfig")
         setattr(config, key, value)
     stack = Stack(new_context(state), config)
     stack.start()
@@ -656,7 +656,7 @@ def scenario_run(request: pytest.FixtureRequest, scenario: "Scenario", scenario_
                  chaos_profile: Profile) -> Iterator["ScenarioRun"]:
     """Drive the parametrized ``scenario`` against the target; journal lands in the report."""
     from renderchaos.scenario import ScenarioRun
-    from renderchaos.stack.context import run_tmp_root
+    from renderchaos.provisioning.stack.context import run_tmp_root
 
     state = request.config.stash[STATE]
     tmp_dir = run_tmp_root(state.run_id) / f"{state.owner}-probes"

@@ -30,7 +30,7 @@ from renderchaos.errors import ConfigError
 from renderchaos.platforms.base import Feature, Platform, PlatformEndpoint
 
 if TYPE_CHECKING:
-    from renderchaos.stack.stack import Stack
+    from renderchaos.provisioning.stack.stack import Stack
     from renderchaos.wait import Deadline
 
 #: roles a compose file or a target file may give a service

@@ -46,7 +46,7 @@ if [ "$want_podman" = 1 ]; then
 fi
 docker_pkgs=()
 if [ "$want_docker" = 1 ] && ! docker_answers; then
-  # Debian's engine, run by us on our own socket (renderchaos.engine starts and stops it):
+  # Debian's engine, run by us on our own socket (renderchaos.provisioning.engine starts and stops it):
   # docker.io brings dockerd, containerd, runc and tini (docker-init, for --init)
   command -v dockerd >/dev/null || docker_pkgs+=(docker.io)
   command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
@@ -123,8 +123,8 @@ fi
 
 if [ "${1:-}" != "--no-images" ]; then
   # podman first: a Docker engine on this machine then takes podman's builds instead of rebuilding
-  if [ "$want_podman" = 1 ]; then .venv/bin/python -m renderchaos.engine build --engine podman; fi
-  if [ "$want_docker" = 1 ]; then .venv/bin/python -m renderchaos.engine build --engine docker; fi
+  if [ "$want_podman" = 1 ]; then .venv/bin/python -m renderchaos.provisioning.engine build --engine podman; fi
+  if [ "$want_docker" = 1 ]; then .venv/bin/python -m renderchaos.provisioning.engine build --engine docker; fi
   # prove it: one throwaway container started the way the stack starts them (init, host
   # network, uid 1000, a memory limit); a broken engine is one clear error here, not 40 later
   if [ "$want_podman" = 1 ]; then RENDERCHAOS_ENGINE=podman .venv/bin/python -m renderchaos.provisioning.proof; fi

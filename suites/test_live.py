@@ -2,7 +2,7 @@
 
 The live service is the platform's (its admin API at the target's ``live`` URL: encoders, alerts,
 access lists, streams, recordings). The publisher and the encoders are containers the scenario
-starts from the reference stack's image (renderchaos.stack.live), so these scenarios need the
+starts from the reference stack's image (renderchaos.provisioning.stack.live), so these scenarios need the
 reference stack.
 """
 
@@ -18,8 +18,8 @@ from renderchaos.errors import WaitTimeout
 from renderchaos.faults.container import Killed, kill
 from renderchaos.faults.iplist import Allowlisted, Blocklisted, live_url
 from renderchaos.scenario import ScenarioRun, runs
-from renderchaos.stack.live import LiveAdmin, LiveEncoder, LivePublisher
-from renderchaos.stack.services import AppService
+from renderchaos.provisioning.stack.live import LiveAdmin, LiveEncoder, LivePublisher
+from renderchaos.provisioning.stack.services import AppService
 from renderchaos.wait import Deadline, Limit, Poll, Wait, wait_for
 from scenarios import live as L
 

@@ -1,5 +1,5 @@
 """Monitoring scenarios (R §七, A 监控和告警 2): the runbook's alert rules, evaluated by a real
-Prometheus (renderchaos.stack.prometheus says why) scraping the API's metrics, fire while a
+Prometheus (renderchaos.provisioning.stack.prometheus says why) scraping the API's metrics, fire while a
 fault lasts and clear after recovery."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from renderchaos.faults.media import PlacedAsset
 from renderchaos.platforms.base import JobState
 from renderchaos.probes.prometheus import PrometheusProbe
 from renderchaos.scenario import ScenarioRun, runs
-from renderchaos.stack.prometheus import PrometheusService, alert_rules, prometheus_image
+from renderchaos.provisioning.stack.prometheus import PrometheusService, alert_rules, prometheus_image
 from renderchaos.wait import Deadline, Poll, Wait, wait_for
 from scenarios import monitor as M
 from suites.conftest import all_completed
@@ -50,7 +50,7 @@ def prometheus(run: ScenarioRun, window: str, thresholds: dict[str, tuple[str, s
         try:
             svc.start()
         except ProvisioningError as exc:
-            run.fail("a Prometheus container (image: `.venv/bin/python -m renderchaos.engine --local build "
+            run.fail("a Prometheus container (image: `.venv/bin/python -m renderchaos.provisioning.engine --local build "
                      "prometheus`)", str(exc))
         svc.wait_ready(Deadline.after(run.wait(PROM_START)))
         # every rule of the runbook loaded and evaluated without error, and the API scraped

@@ -25,7 +25,7 @@ from renderchaos.faults.network import RouteToxic
 from renderchaos.platforms.base import ApiError, JobState
 from renderchaos.probes.media import probe_bytes
 from renderchaos.scenario import ScenarioRun, runs
-from renderchaos.stack.routes import ExtraRoute
+from renderchaos.provisioning.stack.routes import ExtraRoute
 from renderchaos.wait import Limit, Poll, Wait, wait_for
 from scenarios import stream as S
 from suites.conftest import brief

@@ -1,6 +1,6 @@
 """Container-level faults: kill, stop/start, restart, freeze, memory limit and OOM, exec, ps.
 
-These act on one :class:`~renderchaos.stack.services.Service` of the reference stack (capability
+These act on one :class:`~renderchaos.provisioning.stack.services.Service` of the reference stack (capability
 ``containers``). Every call maps engine errors to :class:`FaultInjectionError` (an injection that
 fails must fail the test) and returns only when the engine confirms the new state.
 
@@ -29,7 +29,7 @@ from renderchaos.errors import FaultHealError, FaultInjectionError
 from renderchaos.wait import Deadline, Poll, wait_for
 
 if TYPE_CHECKING:
-    from renderchaos.stack.services import Service
+    from renderchaos.provisioning.stack.services import Service
 
 
 def _engine(service: "Service", *args: str, timeout: float = 60.0, heal: bool = False) -> str:

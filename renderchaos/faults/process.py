@@ -17,7 +17,7 @@ from renderchaos.faults.container import Proc, exec_in, processes
 from renderchaos.wait import Poll, wait_for
 
 if TYPE_CHECKING:
-    from renderchaos.stack.services import Service
+    from renderchaos.provisioning.stack.services import Service
 
 
 def is_render_ffmpeg(p: Proc) -> bool:

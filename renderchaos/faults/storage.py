@@ -18,7 +18,7 @@ from renderchaos.errors import FaultHealError, FaultInjectionError
 from renderchaos.faults.container import exec_in
 
 if TYPE_CHECKING:
-    from renderchaos.stack.services import Service
+    from renderchaos.provisioning.stack.services import Service
 
 STORAGE_MOUNT = "/data/storage"
 #: never fill more than this: a bigger filesystem is the host's disk, not a test volume

@@ -15,8 +15,8 @@ from renderchaos.errors import FaultInjectionError, ProvisioningError
 from renderchaos.wait import Deadline
 
 if TYPE_CHECKING:
-    from renderchaos.stack.services import Service, Worker
-    from renderchaos.stack.stack import Stack
+    from renderchaos.provisioning.stack.services import Service, Worker
+    from renderchaos.provisioning.stack.stack import Stack
 
 READY_TIMEOUT = 60.0  # s, an extra worker consuming from the broker
 
@@ -32,7 +32,7 @@ class ExtraWorkers:
         return f"{self.count} extra worker(s) on stack {self.stack.ctx.stack_id}"
 
     def inject(self) -> None:
-        from renderchaos.stack.services import Worker
+        from renderchaos.provisioning.stack.services import Worker
 
         model = self.stack.workers[0]
         env = {k: v for k, v in model.env.items() if k != "WORKER_NAME"}

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         target = load_target_file(args.target, args.allow_remote)
         result = SelfCheck(target.platform).all()
     else:
-        from renderchaos.stack.standalone import standalone_run
+        from renderchaos.provisioning.stack.standalone import standalone_run
         from renderchaos.target import Target
 
         with standalone_run() as run:

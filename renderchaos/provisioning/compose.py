@@ -55,11 +55,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from renderchaos.errors import ConfigError, ProvisioningError
-from renderchaos.stack.services import Readiness, Service, _tcp_open
+from renderchaos.provisioning.stack.services import Readiness, Service, _tcp_open
 from renderchaos.wait import Deadline, Poll
 
 if TYPE_CHECKING:
-    from renderchaos.stack.context import StackContext
+    from renderchaos.provisioning.stack.context import StackContext
     from renderchaos.target import Target
 
 SUPPORTED = {"image", "build", "command", "entrypoint", "environment", "volumes", "user", "working_dir", "init",
@@ -283,7 +283,7 @@ def _http_ok_2xx(url: str) -> bool:
 
     r = httpx.get(url, timeout=2.0)
     if not 200 <= r.status_code < 300:
-        from renderchaos.stack.services import _NotReady
+        from renderchaos.provisioning.stack.services import _NotReady
 
         raise _NotReady(f"{url} answered {r.status_code}: {r.text[:200]}")
     return True
@@ -456,7 +456,7 @@ class ComposeStack:
             self._plan(self._images())
             self._create_volumes()
             if self.routes and self.proxy_url is None:
-                from renderchaos.stack.services import FaultProxy
+                from renderchaos.provisioning.stack.services import FaultProxy
 
                 if self._proxy_image is None:
                     raise ConfigError(f"{self.spec.path}: dependencies through the fault proxy need its image")

@@ -29,7 +29,7 @@ class NamedContainer:
     def container(self) -> Any:
         import docker
 
-        from renderchaos.engine.engine import DOCKER_API_VERSION
+        from renderchaos.provisioning.engine.engine import DOCKER_API_VERSION
 
         try:
             if self._client is None:

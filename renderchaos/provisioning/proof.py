@@ -30,7 +30,7 @@ KNOWN = (
     (re.compile(r"memory.*(cgroup|limit)|cgroup.*memory", re.I),
      "the memory cgroup controller is not usable: memory limits (render.oom) cannot be set"),
     (re.compile(r"image not known|No such image|manifest unknown", re.I),
-     "the app image is not built: python -m renderchaos.engine build"),
+     "the app image is not built: python -m renderchaos.provisioning.engine build"),
     (re.compile(r"newuidmap|uidmap", re.I), "uidmap is missing: apt-get install -y uidmap"),
 )
 
@@ -51,11 +51,11 @@ def explain(text: str) -> str:
 
 def prove(timeout: float = 60.0) -> Proof:
     """Start, probe and remove one container like the stack's; raise EngineError naming what is missing."""
-    from renderchaos.engine import ImageResolver, configure_testcontainers, find_engine
-    from renderchaos.engine.engine import release_user
-    from renderchaos.stack.context import StackContext, new_run_id
-    from renderchaos.stack.reaper import sweep
-    from renderchaos.stack.services import AppService, Readiness
+    from renderchaos.provisioning.engine import ImageResolver, configure_testcontainers, find_engine
+    from renderchaos.provisioning.engine.engine import release_user
+    from renderchaos.provisioning.stack.context import StackContext, new_run_id
+    from renderchaos.provisioning.stack.reaper import sweep
+    from renderchaos.provisioning.stack.services import AppService, Readiness
     from renderchaos.wait import Deadline, Poll
 
     t0 = time.monotonic()

@@ -14,10 +14,10 @@ from typing import Iterator
 
 import pytest
 
-from renderchaos.engine import engine as E
+from renderchaos.provisioning.engine import engine as E
 from renderchaos.errors import ConfigError, EngineError
-from renderchaos.stack.context import StackContext
-from renderchaos.stack.reaper import sweep
+from renderchaos.provisioning.stack.context import StackContext
+from renderchaos.provisioning.stack.reaper import sweep
 
 
 def _api(components: list[str]) -> type[BaseHTTPRequestHandler]:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from renderchaos.engine.images import LOCAL_PREFIX, RECIPES, recipe_hash
+from renderchaos.provisioning.engine.images import LOCAL_PREFIX, RECIPES, recipe_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = f"{LOCAL_PREFIX}/app:{recipe_hash(RECIPES['app'])}"
@@ -27,7 +27,7 @@ APP = f"{LOCAL_PREFIX}/app:{recipe_hash(RECIPES['app'])}"
 SCRIPT = r'''
 import json, os, sys
 from pathlib import Path
-from renderchaos.engine import engine as E
+from renderchaos.provisioning.engine import engine as E
 
 kind = sys.argv[1]
 engine = E.find_engine(user="svc-test", kind=kind)

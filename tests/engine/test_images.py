@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from renderchaos.engine import images as im
-from renderchaos.engine.engine import Engine
+from renderchaos.provisioning.engine import images as im
+from renderchaos.provisioning.engine.engine import Engine
 from renderchaos.errors import ConfigError, ImageBuildError
 
 FAKE = """#!/bin/sh

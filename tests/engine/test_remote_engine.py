@@ -27,10 +27,10 @@ from typing import Iterator
 import httpx
 import pytest
 
-from renderchaos.engine.engine import Engine, configure_testcontainers, ping, unmount_under
-from renderchaos.engine.images import ImageResolver
-from renderchaos.stack.context import LABEL_RUN, StackContext, free_port, new_run_id
-from renderchaos.stack.reaper import sweep
+from renderchaos.provisioning.engine.engine import Engine, configure_testcontainers, ping, unmount_under
+from renderchaos.provisioning.engine.images import ImageResolver
+from renderchaos.provisioning.stack.context import LABEL_RUN, StackContext, free_port, new_run_id
+from renderchaos.provisioning.stack.reaper import sweep
 from renderchaos.wait import Poll, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def remote() -> Iterator[RemoteEngine]:
 def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) -> None:
     from renderchaos.faults import container as cf
     from renderchaos.probes.api import Admin, RenderApi, render_body
-    from renderchaos.stack.stack import Stack, StackConfig
+    from renderchaos.provisioning.stack.stack import Stack, StackConfig
     from renderchaos.target import Target
 
     engine = remote.engine("127.0.0.2")

@@ -14,7 +14,7 @@ from renderchaos.faults.container import Stopped
 from renderchaos.load import history as H
 from renderchaos.load.runner import LoadRun, LocustProcess, LocustWorker
 from renderchaos.load.thresholds import ChaosThresholds
-from renderchaos.stack.context import free_port
+from renderchaos.provisioning.stack.context import free_port
 from renderchaos.wait import Poll, wait_for
 
 pytest.importorskip("locust", reason="the load extra is part of the dev setup: pip install -e '.[load]'")

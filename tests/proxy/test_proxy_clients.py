@@ -17,7 +17,7 @@ import pytest
 from proxy_helpers import EFFECT_TIMEOUT, Upstream, connect, round_trip
 from renderchaos.errors import FaultHealError, FaultInjectionError
 from renderchaos.faults.network import RouteDown, RouteToxic
-from renderchaos.stack.routes import ExtraRoute
+from renderchaos.provisioning.stack.routes import ExtraRoute
 from renderchaos.wait import Poll, wait_for
 from renderchaos_proxy.client import Proxy, ToxiproxyClient
 from renderchaos_proxy.errors import (

@@ -15,8 +15,8 @@ import pytest
 from kombu import Connection
 
 from renderchaos.faults import container as cf
-from renderchaos.stack.context import StackContext
-from renderchaos.stack.services import RabbitMQ
+from renderchaos.provisioning.stack.context import StackContext
+from renderchaos.provisioning.stack.services import RabbitMQ
 from renderchaos.wait import Deadline
 from refstack.settings import Settings
 from refstack.worker.celery_app import QUEUES, TASK_RENDER, make_celery, publish

@@ -15,12 +15,12 @@ from typing import Iterator
 
 import pytest
 
-from renderchaos.engine import Engine, ImageResolver, find_engine
-from renderchaos.engine.engine import STATE_DIR, configure_testcontainers, release_user
+from renderchaos.provisioning.engine import Engine, ImageResolver, find_engine
+from renderchaos.provisioning.engine.engine import STATE_DIR, configure_testcontainers, release_user
 from renderchaos.errors import RenderChaosError
-from renderchaos.stack.context import StackContext
-from renderchaos.stack.reaper import Reaper, sweep
-from renderchaos.stack.services import AppService, Readiness, Service
+from renderchaos.provisioning.stack.context import StackContext
+from renderchaos.provisioning.stack.reaper import Reaper, sweep
+from renderchaos.provisioning.stack.services import AppService, Readiness, Service
 
 ENGINES = [e.strip() for e in os.environ.get("RENDERCHAOS_TEST_ENGINES", "podman,docker").split(",") if e.strip()]
 

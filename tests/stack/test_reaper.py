@@ -15,15 +15,15 @@ from typing import Iterator
 
 import pytest
 
-from renderchaos.engine.engine import DOCKERD_SOCKET, SYSTEM_DOCKER, ping
-from renderchaos.stack.context import LABEL_RUN, run_tmp_root
+from renderchaos.provisioning.engine.engine import DOCKERD_SOCKET, SYSTEM_DOCKER, ping
+from renderchaos.provisioning.stack.context import LABEL_RUN, run_tmp_root
 from renderchaos.wait import Poll, wait_for
 from tests.stack.conftest import ENGINES
 
 INNER = '''
 import json, os
 from pathlib import Path
-from renderchaos.stack.services import Postgres, Redis
+from renderchaos.provisioning.stack.services import Postgres, Redis
 from renderchaos.wait import Deadline, wait_for
 
 def _hold(chaos_context, chaos_images, tag):
@@ -50,7 +50,7 @@ def test_b(chaos_context, chaos_images):
 def keep_engine_up(request: pytest.FixtureRequest) -> Iterator[None]:
     """This process uses the engine too, so the inner run's exit cannot stop it under our checks
     (a stopped dockerd would make every container look gone)."""
-    from renderchaos.engine.engine import find_engine, release_user
+    from renderchaos.provisioning.engine.engine import find_engine, release_user
 
     user = f"reaper-test-{os.getpid()}"
     find_engine(user=user, kind=request.node.callspec.params["engine"])

@@ -12,8 +12,8 @@ import pytest
 import redis as redislib
 
 from renderchaos.faults import container as cf
-from renderchaos.stack.context import LABEL_OWNER, LABEL_RUN, LABEL_STACK, StackContext
-from renderchaos.stack.services import Postgres, RabbitMQ, Readiness, Redis, Service
+from renderchaos.provisioning.stack.context import LABEL_OWNER, LABEL_RUN, LABEL_STACK, StackContext
+from renderchaos.provisioning.stack.services import Postgres, RabbitMQ, Readiness, Redis, Service
 from renderchaos.wait import Deadline, Poll, wait_for
 from tests.stack.conftest import OnEngine, Sleeper
 
@@ -108,7 +108,7 @@ def test_process_listing_sees_container_pids_without_exec(
     assert not cf.orphan_ffmpeg(box)
     cf.exec_in(box, ["sh", "-c", "ffmpeg -hide_banner -f lavfi -i testsrc -f null - >/dev/null 2>&1 &"])
     wait_for(lambda: cf.orphan_ffmpeg(box), what="the background ffmpeg to show up", timeout=10)
-    from renderchaos.stack.reaper import sweep
+    from renderchaos.provisioning.stack.reaper import sweep
 
     box.remove()
     started.remove(box)

@@ -225,7 +225,7 @@ def test_compose_variables_and_dependency_rerouting() -> None:
 @pytest.mark.parametrize("engine_says, names", [
     ("container create: container-init binary not found on the host: stat /usr/libexec/podman/catatonit", "catatonit"),
     ("OCI runtime error: crun: cgroups in hybrid mode are not supported", "runc"),
-    ("Error: image not known", "renderchaos.engine build"),
+    ("Error: image not known", "renderchaos.provisioning.engine build"),
 ])
 def test_setup_names_the_missing_piece(engine_says: str, names: str) -> None:
     from renderchaos.provisioning.proof import explain

@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from renderchaos.engine import Engine, ImageResolver, configure_testcontainers, find_engine
-from renderchaos.engine.engine import release_user
-from renderchaos.stack.context import StackContext, new_run_id
-from renderchaos.stack.reaper import Reaper, sweep
-from renderchaos.stack.stack import Stack, StackConfig
+from renderchaos.provisioning.engine import Engine, ImageResolver, configure_testcontainers, find_engine
+from renderchaos.provisioning.engine.engine import release_user
+from renderchaos.provisioning.stack.context import StackContext, new_run_id
+from renderchaos.provisioning.stack.reaper import Reaper, sweep
+from renderchaos.provisioning.stack.stack import Stack, StackConfig
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``python -m renderchaos.engine [build|status|stop]``: prepare the engine and images ahead of a run.
+"""``python -m renderchaos.provisioning.engine [build|status|stop]``: prepare the engine and images ahead of a run.
 
     build [--local] [--no-copy] [SERVICE...]   engine up, images pulled / copied / built (cached by hash)
     status                                     which engine a run would use, and its stack address
@@ -14,13 +14,13 @@ import os
 import sys
 import time
 
-from renderchaos.engine.engine import ENGINE_CHOICES, ENGINE_ENV, find_engine, release_user, stop_services
-from renderchaos.engine.images import EXTRA_RECIPES, RECIPES, ImageResolver
+from renderchaos.provisioning.engine.engine import ENGINE_CHOICES, ENGINE_ENV, find_engine, release_user, stop_services
+from renderchaos.provisioning.engine.images import EXTRA_RECIPES, RECIPES, ImageResolver
 from renderchaos.errors import RenderChaosError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m renderchaos.engine")
+    parser = argparse.ArgumentParser(prog="python -m renderchaos.provisioning.engine")
     parser.add_argument("command", choices=["build", "status", "stop"], nargs="?", default="build")
     parser.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
                         help=f"which engine (default: ${ENGINE_ENV} or auto)")

@@ -19,10 +19,10 @@ import httpx
 from testcontainers.core.container import DockerContainer
 
 from renderchaos.errors import ProvisioningError, ReadinessTimeout
-from renderchaos.stack.context import LABEL_SERVICE, StackContext
+from renderchaos.provisioning.stack.context import LABEL_SERVICE, StackContext
 from renderchaos.wait import Deadline, Poll, wait_for
 
-CODE_ROOT = Path(__file__).resolve().parents[2]  # where refstack/ and renderchaos_proxy/ live
+CODE_ROOT = Path(__file__).resolve().parents[3]  # where refstack/ and renderchaos_proxy/ live
 APP_CODE_MOUNT = "/opt/renderchaos"
 APP_USER = "1000:1000"  # unprivileged, so file permissions (mode 000) mean what they say
 
@@ -89,7 +89,7 @@ class Service:
         try:
             self._tc.start()
         except Exception as exc:
-            hint = "Is the image present (python -m renderchaos.engine build) and the engine up?"
+            hint = "Is the image present (python -m renderchaos.provisioning.engine build) and the engine up?"
             if not self.ctx.engine.local and self.mounts_spec():
                 hint += (f" The engine at {self.ctx.engine.docker_host} is not on this machine: it must see "
                          f"{CODE_ROOT} and {self.ctx.tmp_root} at the same paths (bind mounts).")

@@ -24,16 +24,16 @@ import httpx
 import yaml
 
 from renderchaos.errors import ConfigError
-from renderchaos.stack.context import StackContext
-from renderchaos.stack.services import Readiness, Service, _http_ok
+from renderchaos.provisioning.stack.context import StackContext
+from renderchaos.provisioning.stack.services import Readiness, Service, _http_ok
 from renderchaos.wait import Poll
 
 CONFIG_MOUNT = "/etc/renderchaos"
 
 
 def prometheus_image() -> str:
-    """The locally built image (``python -m renderchaos.engine --local build prometheus``)."""
-    from renderchaos.engine.images import LOCAL_PREFIX, RECIPES, recipe_hash
+    """The locally built image (``python -m renderchaos.provisioning.engine --local build prometheus``)."""
+    from renderchaos.provisioning.engine.images import LOCAL_PREFIX, RECIPES, recipe_hash
 
     return f"{LOCAL_PREFIX}/prometheus:{recipe_hash(RECIPES['prometheus'])}"
 

@@ -17,7 +17,7 @@ watcher SIGKILLs those workers and their children (Locust, ffmpeg...) before swe
 ``kill -9`` of the controller leaves nothing running: the workers do not go on creating
 containers until they notice.
 
-``python -m renderchaos.stack.reaper sweep RUN_ID [--cli docker --host DOCKER_HOST]`` runs the
+``python -m renderchaos.provisioning.stack.reaper sweep RUN_ID [--cli docker --host DOCKER_HOST]`` runs the
 same sweep by hand. Engines differ: ``docker rm`` has no ``-t`` (``-f`` kills at once) and only
 Podman leaves exec monitors (``conmon``) behind.
 """
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 from pathlib import Path
 
-from renderchaos.engine.engine import STATE_DIR
-from renderchaos.stack.context import LABEL_OWNER, LABEL_RUN, run_tmp_root
+from renderchaos.provisioning.engine.engine import STATE_DIR
+from renderchaos.provisioning.stack.context import LABEL_OWNER, LABEL_RUN, run_tmp_root
 
 
 def _argv(cli: str, host: str | None) -> list[str]:
@@ -179,7 +179,7 @@ class Reaper:
         """Watch this process; sweep ``owner``'s resources (or the whole run) when it ends, then
         release its use of the engine services we start. ``host``: the Docker engine's address."""
         read_fd, write_fd = os.pipe()  # both non-inheritable by default
-        args = [sys.executable, "-m", "renderchaos.stack.reaper", "watch", run_id, "--cli", cli]
+        args = [sys.executable, "-m", "renderchaos.provisioning.stack.reaper", "watch", run_id, "--cli", cli]
         if owner:
             args += ["--owner", owner]
         if host or os.environ.get("DOCKER_HOST"):
@@ -212,7 +212,7 @@ def _watch(run_id: str, cli: str, owner: str | None, host: str | None) -> None:
     time.sleep(1.0)  # scheduled second pass: a worker may have been creating a container  # noqa
     sweep(run_id, cli, owner, host)
     try:
-        from renderchaos.engine.engine import release_user
+        from renderchaos.provisioning.engine.engine import release_user
 
         release_user(owner or run_id)
     except Exception:  # noqa: BLE001 - best effort; the service is harmless if left
@@ -220,7 +220,7 @@ def _watch(run_id: str, cli: str, owner: str | None, host: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m renderchaos.stack.reaper")
+    parser = argparse.ArgumentParser(prog="python -m renderchaos.provisioning.stack.reaper")
     parser.add_argument("command", choices=["watch", "sweep"])
     parser.add_argument("run_id")
     parser.add_argument("--cli", default="podman")

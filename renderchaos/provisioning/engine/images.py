@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from renderchaos.engine.engine import Engine
+from renderchaos.provisioning.engine.engine import Engine
 from renderchaos.errors import ConfigError, ImageBuildError
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+IMAGES_DIR = Path(__file__).resolve().parents[3] / "images"
 LOG_DIR = Path.home() / ".cache" / "renderchaos" / "build-logs"
 LOCAL_PREFIX = "localhost/renderchaos"
 OFFICIAL_BASE = "docker.io/library/debian:bookworm-slim"
@@ -62,7 +62,7 @@ RECIPES: dict[str, ImageRecipe] = {
 }
 
 # Images of third-party platforms under test: built only when a run or
-# `python -m renderchaos.engine build NAME` names them, never by the default build.
+# `python -m renderchaos.provisioning.engine build NAME` names them, never by the default build.
 EXTRA_RECIPES: dict[str, ImageRecipe] = {
     r.service: r
     for r in (

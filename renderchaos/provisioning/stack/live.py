@@ -6,7 +6,7 @@
                    own loopback address (host networking makes 127.0.0.x usable), recording into the
                    live service's data dir (shared: ``stack.live_data_dir`` at /data/live).
 
-Both are :class:`~renderchaos.stack.services.AppService` subclasses created with the stack's
+Both are :class:`~renderchaos.provisioning.stack.services.AppService` subclasses created with the stack's
 context, so they are labelled and reaped with it; callers ``remove()`` them when done.
 """
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from renderchaos.stack.services import AppService, Readiness
+from renderchaos.provisioning.stack.services import AppService, Readiness
 from renderchaos.wait import Poll
 
 if TYPE_CHECKING:
-    from renderchaos.stack.stack import Stack
+    from renderchaos.provisioning.stack.stack import Stack
 
 LIVE_DATA_MOUNT = "/data/live"
 

@@ -1,7 +1,7 @@
 """Identity of one run and one stack: ids, labels, engine, addresses, ports, host directories.
 
 Everything a stack creates carries ``renderchaos.run=<run id>`` and
-``renderchaos.stack=<stack id>``; the reaper removes by those labels, never by
+``renderchaos.provisioning.stack=<stack id>``; the reaper removes by those labels, never by
 testcontainers' machine-wide ``org.testcontainers`` label.
 
 Addresses: the stack's containers use the engine host's network. ``StackContext.host`` is
@@ -18,10 +18,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from renderchaos.engine.engine import STATE_DIR, Engine, engine_from_env, is_local_address, pid_alive
+from renderchaos.provisioning.engine.engine import STATE_DIR, Engine, engine_from_env, is_local_address, pid_alive
 
 LABEL_RUN = "renderchaos.run"
-LABEL_STACK = "renderchaos.stack"
+LABEL_STACK = "renderchaos.provisioning.stack"
 LABEL_SERVICE = "renderchaos.service"
 LABEL_OWNER = "renderchaos.owner"  # the process that created it: run id + xdist worker
 TMP_PREFIX = "renderchaos-"

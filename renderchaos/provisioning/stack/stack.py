@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from renderchaos.errors import ProvisioningError
-from renderchaos.stack.context import StackContext
-from renderchaos.stack.services import (
+from renderchaos.provisioning.stack.context import StackContext
+from renderchaos.provisioning.stack.services import (
     Api, FaultProxy, Live, OfficialToxiproxy, StorageHost, Postgres, Provider, RabbitMQ, Redis, Service, Worker,
 )
 from renderchaos.wait import Deadline

@@ -1,6 +1,0 @@
-"""Container engine discovery and image provisioning."""
-
-from renderchaos.engine.engine import Engine, configure_testcontainers, find_engine
-from renderchaos.engine.images import RECIPES, ImageResolver
-
-__all__ = ["Engine", "ImageResolver", "RECIPES", "configure_testcontainers", "find_engine"]
