@@ -29,6 +29,8 @@ import json, os, sys
 from pathlib import Path
 from renderchaos.provisioning.engine import engine as E
 
+pytestmark = pytest.mark.containers  # real engines (tests/conftest.py cannot see it from the fixtures)
+
 kind = sys.argv[1]
 engine = E.find_engine(user="svc-test", kind=kind)
 pids = E._our_services() if kind == "podman" else E._our_dockerds()

@@ -33,6 +33,8 @@ from renderchaos.provisioning.stack.context import LABEL_RUN, StackContext, free
 from renderchaos.provisioning.stack.reaper import sweep
 from renderchaos.wait import Poll, wait_for
 
+pytestmark = pytest.mark.containers  # real engines (tests/conftest.py cannot see it from the fixtures)
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["postgres", "redis", "rabbitmq", "app", "prometheus"]
 
@@ -40,6 +42,7 @@ SERVICES = ["postgres", "redis", "rabbitmq", "app", "prometheus"]
 # when the test process dies in any way (the kernel closes the pipe).
 WATCHER = r'''
 import subprocess, sys
+
 p = subprocess.Popen(sys.argv[1:], stdout=open(sys.argv[1 + sys.argv[1:].index("--pidfile") + 1] + ".log", "ab"),
                      stderr=subprocess.STDOUT)
 sys.stdin.read()

@@ -20,11 +20,14 @@ from renderchaos.provisioning.stack.context import LABEL_RUN, run_tmp_root
 from renderchaos.wait import Poll, wait_for
 from tests.stack.conftest import ENGINES
 
+pytestmark = pytest.mark.containers  # real engines (tests/conftest.py cannot see it from the fixtures)
+
 INNER = '''
 import json, os
 from pathlib import Path
 from renderchaos.provisioning.stack.services import Postgres, Redis
 from renderchaos.wait import Deadline, wait_for
+
 
 def _hold(chaos_context, chaos_images, tag):
     services = [Redis(chaos_context, chaos_images["redis"]), Postgres(chaos_context, chaos_images["postgres"])]

@@ -17,6 +17,8 @@ from renderchaos.provisioning.stack.services import Postgres, RabbitMQ, Readines
 from renderchaos.wait import Deadline, Poll, wait_for
 from tests.stack.conftest import OnEngine, Sleeper
 
+pytestmark = pytest.mark.containers  # real engines (tests/conftest.py cannot see it from the fixtures)
+
 HOG = "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"
 
 
