@@ -65,12 +65,18 @@ def register_process(run_id: str, pid: int | None = None) -> None:
     (d / str(pid)).write_text(_start_time(pid) or "")
 
 
+#: how a watcher's command line reads (Reaper.start): never a victim of end_processes
+_WATCH_ARGV = b"renderchaos.provisioning.stack.reaper\0watch\0"
+
+
 def _children(pids: set[int]) -> set[int]:
     """Every descendant of ``pids`` (from /proc), to kill a worker's Locust, ffmpeg, watchers' peers."""
     parent: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
+                if _WATCH_ARGV in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    continue  # a worker's own watcher: it must live to sweep that worker's containers
                 stat = Path(f"/proc/{entry}/stat").read_text()
                 parent[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
             except (OSError, ValueError, IndexError):
@@ -86,7 +92,8 @@ def _children(pids: set[int]) -> set[int]:
 
 def end_processes(run_id: str) -> list[str]:
     """SIGKILL the registered processes of a run (same start time: never a reused pid) and their
-    descendants. Our own watchers live in their own sessions and are not descendants."""
+    descendants, except the workers' own watchers: children of the workers, they sweep what each
+    worker made on its engine (a Docker engine's containers are not the controller's podman's)."""
     d = _procs_dir(run_id)
     if not d.exists():
         return []
