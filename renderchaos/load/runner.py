@@ -130,7 +130,8 @@ class LoadRun:
 
     def worker_command(self, master_host: str, processes: int = 1) -> list[str]:
         """The command a worker machine runs to join this master (``master_host``: this machine's
-        address as the worker reaches it). The admin token goes through RENDERCHAOS_ADMIN_TOKEN."""
+        address as the worker reaches it). The platform spec goes through the environment
+        (``RENDERCHAOS_PLATFORM``, see :meth:`env`), never argv."""
         _, port = self._master()
         exe = Path(sys.executable).with_name("locust")
         cmd = [str(exe) if exe.exists() else "locust", "-f", str(self.locustfile), "--worker",
@@ -276,14 +277,15 @@ class LocustWorker:
     """A Locust worker process joining a master, as on another machine: its own process group and
     session, its own working directory, and only the environment a worker machine would have."""
 
-    def __init__(self, command: list[str], admin_token: str, log_file: Path, cwd: Path) -> None:
-        self.command, self.admin_token, self.log_file, self.cwd = command, admin_token, log_file, cwd
+    def __init__(self, command: list[str], platform: PlatformSpec, log_file: Path, cwd: Path) -> None:
+        self.command, self.platform, self.log_file, self.cwd = command, platform, log_file, cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "LocustWorker":
         self.cwd.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RENDERCHAOS_", "DOCKER_", "TESTCONTAINERS"))}
-        env.update(RENDERCHAOS_ADMIN_TOKEN=self.admin_token, PYTHONUNBUFFERED="1")
+        # the platform spec (adapter, URLs, admin token) as a worker machine would be given it
+        env.update({PLATFORM_ENV: self.platform.to_json(), "PYTHONUNBUFFERED": "1"})
         log = open(self.log_file, "wb")
         log.write(f"$ {shlex.join(self.command)}\n".encode())
         log.flush()

@@ -29,8 +29,6 @@ import json, os, sys
 from pathlib import Path
 from renderchaos.provisioning.engine import engine as E
 
-pytestmark = pytest.mark.containers  # real engines (tests/conftest.py cannot see it from the fixtures)
-
 kind = sys.argv[1]
 engine = E.find_engine(user="svc-test", kind=kind)
 pids = E._our_services() if kind == "podman" else E._our_dockerds()
@@ -57,6 +55,8 @@ E.release_user("svc-test")
 out["alive_after_release"] = [p for p in pids if E.pid_alive(p) and not E._zombie(p)]
 print(json.dumps(out))
 '''
+
+pytestmark = pytest.mark.containers  # real engines (tests/conftest.py cannot see it from the fixtures)
 
 
 @pytest.fixture

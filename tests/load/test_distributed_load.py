@@ -8,16 +8,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 
 from renderchaos.faults.container import Stopped
 from renderchaos.load import history as H
+from renderchaos.load.platform import PlatformSpec
 from renderchaos.load.runner import LoadRun, LocustProcess, LocustWorker
 from renderchaos.load.thresholds import ChaosThresholds
 from renderchaos.provisioning.stack.context import free_port
+from renderchaos.target import Target
 from renderchaos.wait import Poll, wait_for
 
-pytest.importorskip("locust", reason="the load extra is part of the dev setup: pip install -e '.[load]'")
 
 CHAOS = ChaosThresholds(max_failure_ratio=0.05, p95_ms=3000.0, recovery_deadline_s=40, stable_s=3, window_s=3)
 
@@ -25,11 +25,12 @@ CHAOS = ChaosThresholds(max_failure_ratio=0.05, p95_ms=3000.0, recovery_deadline
 def test_worker_in_its_own_process_group_reaches_the_master(chaos_stack: object, tmp_path: Path) -> None:
     stack = chaos_stack
     port = free_port()
-    run = LoadRun(host=stack.api_url, admin_token=stack.admin_token, out_dir=tmp_path / "master",  # type: ignore[attr-defined]
+    platform = PlatformSpec.of(Target.from_stack(stack).platform)  # type: ignore[arg-type]
+    run = LoadRun(platform=platform, out_dir=tmp_path / "master",
                   users=4, spawn_rate=4, run_time_s=120, seed=7, expect_workers=1,
                   master_bind=f"127.0.0.1:{port}", enforce=False, think="0.2,0.6", render="0.5,160,120")
     master = LocustProcess(run)
-    worker = LocustWorker(run.worker_command("127.0.0.1"), stack.admin_token, tmp_path / "worker.log",  # type: ignore[attr-defined]
+    worker = LocustWorker(run.worker_command("127.0.0.1"), platform, tmp_path / "worker.log",
                           cwd=tmp_path / "worker-host")
     windows: list[H.FaultWindow] = []
     try:
