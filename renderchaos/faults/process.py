@@ -76,6 +76,13 @@ class ProcessStopped:
         exec_in(service, ["kill", "-CONT", str(proc.pid)])
 
 
+_INITS = ("podman-init", "docker-init", "tini", "catatonit", "dumb-init", "init")
+
+
+def _is_init(p: Proc) -> bool:
+    return p.args.split(" ", 1)[0].rsplit("/", 1)[-1] in _INITS
+
+
 @dataclass
 class OomTakesTheWorker:
     """The kernel's OOM killer takes the process that runs a render, not only its ffmpeg.
@@ -83,7 +90,8 @@ class OomTakesTheWorker:
     Under a memory limit the OOM killer picks the biggest process, ffmpeg, and the worker lives on
     to report ``resource_exhausted``: its task is never redelivered. Real OOM kills also take the
     worker itself (R §一.2: "Killed"). While injected, this raises the OOM score of the parent of
-    every render ffmpeg in ``services`` (the worker process running the task) to the maximum, so
+    every render ffmpeg in ``services`` (the worker process running the task; never the container's
+    init or main process) to the maximum, so
     each delivery of the task dies with its worker and redelivery (late ack, bounded attempts) is
     what the scenario sees. Raising a score needs no privilege; nothing is lowered on heal (each
     redelivery runs in a fresh worker process)."""
@@ -102,8 +110,15 @@ class OomTakesTheWorker:
         for s in self.services:
             if not s.state().get("Running"):
                 continue
-            for p in processes(s):
-                if self.match(p) and p.ppid not in self.marked:
+            procs = processes(s)
+            # The container's main process is never marked: an ffmpeg orphaned by an earlier kill is
+            # re-parented to it (a subreaper), and killing it kills the container, which is
+            # queue.worker_killed's case, not this one's.
+            top = {p.host_pid for p in procs if p.pid == 1}
+            if any(p.pid == 1 and _is_init(p) for p in procs):  # --init: the main process is its child
+                top |= {p.host_pid for p in procs if p.ppid in top}
+            for p in procs:
+                if self.match(p) and p.ppid not in self.marked and p.ppid not in top:
                     try:
                         Path(f"/proc/{p.ppid}/oom_score_adj").write_text("1000")
                         self.marked.add(p.ppid)
