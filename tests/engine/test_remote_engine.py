@@ -94,7 +94,7 @@ def remote() -> Iterator[RemoteEngine]:
 
 def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) -> None:
     from renderchaos.faults import container as cf
-    from renderchaos.probes.api import Admin, RenderApi, render_body
+    from renderchaos.platforms.refstack.client import Admin, RenderApi, render_body
     from renderchaos.provisioning.stack.stack import Stack, StackConfig
     from renderchaos.target import Target
 
@@ -106,7 +106,8 @@ def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) ->
     try:
         stack.start()
         target = Target.from_stack(stack)
-        for url in (target.api_url, target.toxiproxy_url, target.provider_control_url, target.database_dsn):
+        e = target.platform.endpoint
+        for url in (e.api_url, target.proxy_url, e.urls.get("provider_control"), target.database_dsn):
             assert "@127.0.0.2:" in str(url) or "//127.0.0.2:" in str(url), url
         with stack.postgres.connect() as conn:
             assert conn.execute("show listen_addresses").fetchone()[0] == "127.0.0.2"
@@ -115,9 +116,9 @@ def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) ->
         with pytest.raises(httpx.ConnectError):  # nothing of the stack on the harness's 127.0.0.1
             httpx.get(f"http://127.0.0.1:{stack.api.port}/health", timeout=2)
         # a render end to end: API, broker and database through the proxy routes, all at 127.0.0.2
-        admin = Admin(target.api_url, target.admin_token)
+        admin = Admin(e.api_url, e.admin_token)
         user = admin.create_user(credits=100)
-        api = RenderApi(target.api_url, user.api_key)
+        api = RenderApi(e.api_url, user.api_key)
         job_id = api.submit(render_body(duration=1.0)).json()["id"]
         job = wait_for(lambda: (j := api.get(job_id).json())["status"] in ("completed", "failed") and j,
                        what=f"job {job_id} to finish", timeout=90, poll=Poll(0.5))

@@ -122,7 +122,9 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signa
         info = json.loads((markers / "a").read_text())
         assert set(_containers(info["run"], engine)) == set(info["names"])
         proc.send_signal(sig)
-        gone = _assert_all_gone(info["run"], engine, within=5.0)
+        # SIGKILL: the watcher sweeps, within 5 s. Ctrl-C: the run tears its stack down itself
+        # (graceful stops, reports written), which on a loaded 2-core CI machine took over 5 s.
+        gone = _assert_all_gone(info["run"], engine, within=5.0 if sig is signal.SIGKILL else 30.0)
         print(f"{engine} {sig.name}: containers gone {gone:.2f}s after the signal")
         proc.wait(timeout=30)
     finally:
