@@ -64,6 +64,7 @@ class ChaosState:
     dedicated: "tuple[str, Stack] | None" = None
     cli: str = "podman"
     engine: Any = None  # renderchaos.provisioning.engine.Engine, once prepare_engine ran
+    engine_info: dict[str, str] = field(default_factory=dict)  # an -n run's controller: from its workers
     contexts: int = 0
     stacks: list[Any] = field(default_factory=list)  # reference and compose stacks to stop at exit
     started: float = field(default_factory=time.monotonic)
@@ -256,6 +257,16 @@ class _XdistHooks:
         node.workerinput["chaos_run_id"] = state.run_id
         node.workerinput["chaos_seed"] = state.seed
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:  # controller side
+        """The engine and images a worker used, for the run header (the controller starts none)."""
+        state = node.config.stash[STATE]
+        out = getattr(node, "workeroutput", None) or {}
+        if out.get("chaos_engine") and not state.engine_info:
+            state.engine_info = dict(out["chaos_engine"])
+        if out.get("chaos_images") and not state.images:
+            state.images = dict(out["chaos_images"])
+
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
@@ -335,10 +346,18 @@ class _ResultsPlugin:
             xml.pytest_runtest_logreport(rep)
 
 
+@pytest.hookimpl(tryfirst=True)  # a worker's output must be set before xdist sends it
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     state = config.stash.get(STATE, None)
-    if state is None or getattr(config, "workerinput", None) is not None:
+    if state is None:
+        return
+    if getattr(config, "workerinput", None) is not None:
+        out = getattr(config, "workeroutput", None)
+        if out is not None:
+            if state.engine is not None:
+                out["chaos_engine"] = {"name": state.engine.kind, "host": state.engine.docker_host}
+            out["chaos_images"] = dict(state.images or {})
         return
     results = config.pluginmanager.get_plugin("renderchaos-results")
     interrupted = bool(results and results.interrupted) or session.exitstatus == pytest.ExitCode.INTERRUPTED
@@ -406,7 +425,8 @@ def run_header(config: pytest.Config, state: "ChaosState", interrupted: bool) ->
             "platform": state.platform_spec, "broken": list(state.broken),
             "elapsed_s": round(time.monotonic() - state.started, 1), "interrupted": interrupted,
             "revision": _git_revision(Path(config.rootpath)),
-            "engine": {"name": state.engine.kind, "host": state.engine.docker_host} if state.engine else {},
+            "engine": ({"name": state.engine.kind, "host": state.engine.docker_host} if state.engine
+                       else dict(state.engine_info)),
             "images": dict(state.images or {}), "command": state.command,
             "timeout_factor": state.profile.factor,
             "runbooks": [d.to_dict() for d in default_registry().all()]}
