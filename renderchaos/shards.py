@@ -3,8 +3,8 @@
 Split with pytest-split, balanced by the recorded scenario durations in ``.test_durations``
 (repo root, committed), each shard with its own stack and reports directory::
 
-    pytest suites --chaos-profile resilience -n 2 --splits 2 --group 1 --chaos-reports reports/shard-1
-    pytest suites --chaos-profile resilience -n 2 --splits 2 --group 2 --chaos-reports reports/shard-2
+    pytest suites --chaos-profile resilience -n 2 --splits 2 --group 1 --splitting-algorithm least_duration --chaos-reports reports/shard-1
+    pytest suites --chaos-profile resilience -n 2 --splits 2 --group 2 --splitting-algorithm least_duration --chaos-reports reports/shard-2
 
 Merge (one results.json, one junit.xml, one report.html)::
 
