@@ -43,6 +43,9 @@ if [ "$want_podman" = 1 ]; then
   # init process fails ("container-init binary not found on the host")
   [ -x /usr/libexec/podman/catatonit ] || need_pkgs+=(catatonit)
   dpkg -s uidmap >/dev/null 2>&1 || need_pkgs+=(uidmap)
+  # podman's network stack: containers-common depends only on the virtual container-network-stack,
+  # which apt may satisfy otherwise; name the CNI plugins podman 4.3 is configured for
+  dpkg -s containernetworking-plugins >/dev/null 2>&1 || need_pkgs+=(containernetworking-plugins)
 fi
 docker_pkgs=()
 if [ "$want_docker" = 1 ] && ! docker_answers; then

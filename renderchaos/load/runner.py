@@ -197,6 +197,16 @@ class LoadResult:
                 f"{agg.rps:.1f} req/s, p95 {agg.p95_ms} ms, p99 {agg.p99_ms} ms")
 
 
+def _kill_group(proc: "subprocess.Popen[bytes] | None") -> None:
+    """SIGKILL a Locust process's whole group (its workers, its users' children) and reap it."""
+    if proc is not None and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
 class LocustProcess:
     """One Locust run in a subprocess (its own process group, so stopping it stops its workers)."""
 
@@ -248,12 +258,7 @@ class LocustProcess:
         return self._result(code)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
+        _kill_group(self.proc)
 
     def _result(self, code: int) -> LoadResult:
         r = self.run
@@ -312,12 +317,7 @@ class LocustWorker:
                 return self.proc.wait(timeout=10)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
+        _kill_group(self.proc)
 
     def __enter__(self) -> "LocustWorker":
         return self.start()

@@ -92,7 +92,7 @@ def remote() -> Iterator[RemoteEngine]:
         assert not base.exists(), f"{base} left behind"
 
 
-def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) -> None:
+def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine, request: pytest.FixtureRequest) -> None:
     from renderchaos.faults import container as cf
     from renderchaos.platforms.refstack.client import Admin, RenderApi, render_body
     from renderchaos.provisioning.stack.stack import Stack, StackConfig
@@ -101,6 +101,8 @@ def test_stack_on_a_tcp_engine_lives_at_the_engine_host(remote: RemoteEngine) ->
     engine = remote.engine("127.0.0.2")
     assert engine.stack_host == "127.0.0.2"
     run_id = new_run_id()
+    # however the test ends: the run's containers and temp dirs go (a failed assertion left them)
+    request.addfinalizer(lambda: sweep(run_id, "docker", host=engine.docker_host))
     ctx = StackContext(run_id, f"{run_id}-tcp", engine=engine)
     stack = Stack(ctx, StackConfig(images=remote.images, workers=1, with_live=False))
     try:

@@ -65,6 +65,15 @@ def _run_suite_locked(args: list[str], reports: Path, timeout: float) -> tuple[i
     return proc.returncode, doc, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
+def _run_dir(chaos_state) -> Path:
+    """Inside this run's temp root, so the reaper removes what a killed test leaves behind."""
+    from renderchaos.provisioning.stack.context import run_tmp_root
+
+    root = run_tmp_root(chaos_state.run_id)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def _record(run_id: str, variant: str, entry: dict) -> None:
     """Merge one variant's outcome into reports/mutation.json (xdist workers write in turn;
     a file from an earlier run is started afresh)."""
@@ -99,7 +108,7 @@ def test_every_scenario_claims_a_variant() -> None:
 def test_variant_is_caught(variant: str, chaos_state) -> None:
     ids = CLAIMS[variant]
     expr = " or ".join(f"[{i}]" for i in ids)
-    with tempfile.TemporaryDirectory(prefix="renderchaos-mutation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{chaos_state.owner}-mutation-", dir=_run_dir(chaos_state)) as tmp:
         code, doc, tail = _run_suite(["--chaos-profile", "all", "--chaos-broken", variant, "-k", expr],
                                      Path(tmp), timeout=1500)
     by_id = {r.get("id"): r for r in doc["results"]}
@@ -119,8 +128,8 @@ def test_variant_is_caught(variant: str, chaos_state) -> None:
 
 
 @pytest.mark.slow
-def test_gate_passes_against_the_reference_stack() -> None:
-    with tempfile.TemporaryDirectory(prefix="renderchaos-control-") as tmp:
+def test_gate_passes_against_the_reference_stack(chaos_state) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"{chaos_state.owner}-control-", dir=_run_dir(chaos_state)) as tmp:
         code, doc, tail = _run_suite(["--chaos-profile", "gate"], Path(tmp), timeout=900, exclusive=True)
     failed = [r.get("id") for r in doc["results"] if r["outcome"] not in ("passed",)]
     assert code == 0 and not failed, f"gate against the healthy stack: exit {code}, not passed: {failed}\n{tail}"
