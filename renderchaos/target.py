@@ -13,7 +13,11 @@ fault surface, addressed by **role** (``api``, ``worker``, ``database``, ``cache
 
 A scenario that needs something the target lacks is skipped naming it (never passed). The
 capability strings a scenario names: a platform feature (``credits``, ``assets``...), or
-``fault_proxy:<role>``, ``containers:<role>``, ``database``.
+``fault_proxy:<role>``, ``containers:<role>``, ``database``, ``database:<schema>`` (the database
+of a platform whose tables the harness knows: ``database:refstack``), ``sidecars`` (a stack
+renderchaos started, beside which it may start containers of its own: Prometheus),
+``reference_stack`` (the Python-started reference stack itself: its StackConfig, its live
+encoders, more workers on demand).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from renderchaos.errors import ConfigError
 from renderchaos.platforms.base import Feature, Platform, PlatformEndpoint
 
 if TYPE_CHECKING:
+    from renderchaos.provisioning.stack.context import StackContext
     from renderchaos.provisioning.stack.stack import Stack
     from renderchaos.wait import Deadline
 
@@ -70,6 +75,9 @@ class Target:
     services: dict[str, list[ContainerHandle]] = field(default_factory=dict)  # role -> containers
     database_dsn: str | None = None
     stack: "Stack | None" = None  # the reference stack, when this is one (its StackConfig, assets...)
+    #: the labelled context of a stack renderchaos started: where the harness may start its own
+    #: containers beside the platform (Prometheus), reaped with the run
+    context: "StackContext | None" = None
     extras: dict[str, Any] = field(default_factory=dict)  # deployment facts (live ports, provider...)
     disposable: bool = True  # container faults allowed (always for stacks we start)
 
@@ -87,6 +95,10 @@ class Target:
                 caps.add("separate:worker")  # a worker can be stopped while the API keeps answering
         if self.database_dsn:
             caps.add("database")
+            if self.platform.schema:
+                caps.add(f"database:{self.platform.schema}")  # its tables, as the harness knows them
+        if self.context is not None:
+            caps.add("sidecars")  # containers of the harness beside the platform
         if self.stack is not None:
             caps.add("reference_stack")
         return frozenset(caps)
@@ -154,7 +166,7 @@ class Target:
         return cls(name=f"reference stack {stack.ctx.stack_id}", kind="stack",
                    platform=RefstackPlatform(endpoint, timeout=timeout), proxy_url=stack.proxy_url,
                    routes={role: r.name for role, r in stack.routes.items()}, services=services,
-                   database_dsn=stack.postgres.dsn(), stack=stack)
+                   database_dsn=stack.postgres.dsn(), stack=stack, context=stack.ctx)
 
     def close(self) -> None:
         self.platform.close()

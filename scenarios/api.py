@@ -98,7 +98,7 @@ SQL_INJECTION = Scenario(
     runbook=Runbook("R", "§二.3 参数错误"),
     faults=(Input("injection payloads in template_id, data.*, assets, model, prompt, conversation_id, phone, password, "
           "path ids and query parameters"),),
-    needs=(Feature.ACCOUNTS.value, Feature.AI_JOBS.value, "database", "reference_stack"),
+    needs=(Feature.ACCOUNTS.value, Feature.AI_JOBS.value, "database:refstack"),  # its tables are compared
     tier="gate",
     symptom="4xx for the malformed ones, payloads stored literally where they are valid text",
     remedy="none needed: the owner's data and the schema are untouched",

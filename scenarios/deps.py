@@ -62,7 +62,7 @@ DB_DEADLOCK = Scenario(
     runbook=Runbook("A", "§4.2 死锁"),
     faults=(Described("a transaction locks the user's credits row, a cancel of job J locks J and waits for credits, "
           "then the transaction updates job J: opposite lock orders", (Feature.CANCEL.value,)),),
-    needs=("database", "reference_stack"),
+    needs=("database:refstack",),  # the recipe locks rows of the reference stack's credits and jobs
     tier="gate",
     symptom="Postgres: deadlock detected (40P01) in the API's transaction",
     remedy="none by hand: the API retries the transaction (DB_DEADLOCK_RETRIES)",
@@ -78,7 +78,7 @@ DB_SLOW_QUERY = Scenario(
     runbook=Runbook("R", "§三.3 数据库慢查询"),
     faults=(Described("200 000 jobs bulk-inserted through the platform's schema (realistic status mix, `pending` "
                       "rare), ANALYZE", ("database",)),),
-    needs=("reference_stack",),
+    needs=("database:refstack",),  # 200k rows inserted through the reference stack's schema
     tier="resilience",
     symptom="EXPLAIN (ANALYZE, BUFFERS) of a hot query reads thousands of rows or buffers, or takes long "
             "(R §三.3 问题1: 缺少索引): a Seq Scan, or the wrong index walked with a filter",

@@ -18,8 +18,8 @@ ALERTS = Scenario(
             Described("AI jobs for a model the provider does not have", (Feature.AI_JOBS.value,)),  # HighTaskFailureRate
             Described("render inputs that fail the platform's media check, then good renders",
                       (Feature.ASSETS.value,))),  # LowRenderSuccessRate
-    # reference_stack: Prometheus runs as a container of the stack's context, on its own stack
-    needs=(Feature.METRICS.value, "reference_stack"),
+    # sidecars: Prometheus runs as a container of the stack's context (a stack renderchaos started)
+    needs=(Feature.METRICS.value, "sidecars"),
     tier="resilience",  # stops the API, the workers and the database in turn
     symptom="ServiceDown, HighErrorRate, SlowAPIResponse, QueueBacklog, HighTaskFailureRate, "
             "LowRenderSuccessRate (real Prometheus over the API's /metrics)",
@@ -34,7 +34,7 @@ RULES_EVALUATE = Scenario(
     id="monitor.alerts.task_failure",
     title="gate: the runbook's rules load in Prometheus, and HighTaskFailureRate fires and clears",
     runbook=Runbook("A", "监控和告警 2 (AI 任务失败率过高)"),
-    faults=(Described("a burst of AI jobs for a model the provider does not have", (Feature.AI_JOBS.value, "provider_control", "reference_stack")),),
+    faults=(Described("a burst of AI jobs for a model the provider does not have", (Feature.AI_JOBS.value, "provider_control", "sidecars")),),
     needs=(Feature.METRICS.value,),
     tier="gate",
     symptom="HighTaskFailureRate firing",

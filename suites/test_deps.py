@@ -106,13 +106,18 @@ def db_conn(run: ScenarioRun) -> Any:
 
 
 def cache_client(run: ScenarioRun) -> Any:
-    """A Redis client of the ``cache`` role's container."""
+    """A direct Redis client of the ``cache`` role's container (the runbooks' cache is Redis)."""
+    from renderchaos.provisioning.stack.services import redis_client
+
     cache = run.target.container("cache")
     client = getattr(cache, "client", None)
-    if client is None:
-        raise MissingCapability(f"target {run.target.name!r}: its cache container {cache.name!r} offers no Redis "
-                                "client (reference stack only)")
-    return client()
+    if client is not None:
+        return client()
+    address = getattr(cache, "address", None)  # a compose stack's service: its host and port
+    if address is None:
+        raise MissingCapability(f"target {run.target.name!r}: its cache container {cache.name!r} has no address "
+                                "the harness can reach directly (a stack renderchaos started has one)")
+    return redis_client(*address)
 
 
 def api_started(run: ScenarioRun) -> list[Any]:

@@ -38,12 +38,12 @@ BACKLOG_BURST = 8
 def prometheus(run: ScenarioRun, window: str, thresholds: dict[str, tuple[str, str]] | None = None
                ) -> Iterator[PrometheusProbe]:
     """Prometheus for this platform's API, with the runbook's rules (for: 2s, range windows ``window``)."""
-    stack = run.target.stack
-    assert stack is not None, "the scenario needs the reference stack (Prometheus runs in its context)"
+    ctx = run.target.context
+    assert ctx is not None, "the scenario needs sidecars (Prometheus runs in the stack's context)"
     metrics = run.platform.metrics_endpoint()  # type: ignore[attr-defined]
     rules = alert_rules(run.platform.alert_rules_file(), for_s=2.0, window=window,  # type: ignore[attr-defined]
                         thresholds=thresholds)
-    svc = PrometheusService(stack.ctx, prometheus_image(), run.platform.endpoint.api_url.rstrip("/") + metrics.path,
+    svc = PrometheusService(ctx, prometheus_image(), run.platform.endpoint.api_url.rstrip("/") + metrics.path,
                             rules)
     probe = PrometheusProbe(svc.base_url())
     try:

@@ -283,6 +283,9 @@ class Platform(ABC):
 
     name: ClassVar[str] = ""
     features: ClassVar[frozenset[Feature]] = frozenset()
+    #: the database schema this platform's tables follow, when the harness knows it (scenarios
+    #: that read or write those tables directly need ``database:<schema>``); None for most
+    schema: ClassVar[str | None] = None
 
     def __init__(self, endpoint: "PlatformEndpoint", timeout: float = 10.0) -> None:
         self.endpoint = endpoint

@@ -10,6 +10,8 @@ in ``x-renderchaos`` extension fields, which compose itself ignores::
       platform: unmanic                  # adapter (entry point name or module:Class)
       api: {service: unmanic, path: ""}  # the API's base URL = http://127.0.0.1:<its port><path>
       settings: {...}                    # handed to the adapter (PlatformEndpoint.settings)
+      admin_token: ${RENDERCHAOS_TOKEN}  # optional: an operator credential the adapter uses
+      database_dsn: postgresql://...     # optional: direct read access for ledger checks
     services:
       db:
         image: postgres:15
@@ -38,7 +40,12 @@ Anything else is refused with the key named: silently dropping it would test ano
 Variables ``${NAME}`` / ``${NAME:-default}`` are filled from: ``RENDERCHAOS_PORT`` (this service's
 port), ``RENDERCHAOS_PORT_<SERVICE>``, ``RENDERCHAOS_HOST`` (127.0.0.1, or a remote engine's host), ``RENDERCHAOS_STACK``
 (the stack id), ``RENDERCHAOS_DIR_<NAME>`` (a host directory of ``x-renderchaos.host_dirs``),
-then the environment.
+``RENDERCHAOS_EXTRA_PORT_<NAME>`` (a port of ``x-renderchaos.extra_ports``), ``RENDERCHAOS_SERVICE``
+(the container's service name, ``worker-1`` for a replica), ``RENDERCHAOS_TOKEN`` (a secret made
+fresh for each stack), ``RENDERCHAOS_CLIENT`` (the harness's address as the stack sees it), then
+the environment. The top-level ``settings``, ``admin_token``, ``database_dsn`` and ``urls`` paths
+are filled the same way. The reference stack itself is described like this in
+``renderchaos/platforms/refstack/compose.yml``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import time
@@ -67,7 +75,7 @@ SUPPORTED = {"image", "build", "command", "entrypoint", "environment", "volumes"
 IGNORED = {"ports", "networks", "restart", "healthcheck", "container_name", "expose", "labels", "logging",
            "stop_grace_period", "hostname"}
 X_SERVICE_KEYS = {"role", "ready", "depends", "recipe", "replicas", "port_env", "extra_ports"}
-X_TOP_KEYS = {"platform", "api", "settings", "host_dirs", "urls"}
+X_TOP_KEYS = {"platform", "api", "settings", "host_dirs", "urls", "admin_token", "database_dsn"}
 DEPENDENCY_ROLES = ("database", "cache", "broker", "storage", "provider")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$\$")
 
@@ -100,6 +108,8 @@ class ComposeSpec:
     services: dict[str, ServiceSpec]
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)  # top-level volumes: driver_opts
     notes: list[str] = field(default_factory=list)
+    admin_token: str | None = None  # uninterpolated: ${RENDERCHAOS_TOKEN} is filled per stack
+    database_dsn: str | None = None
 
     def order(self) -> list[list[ServiceSpec]]:
         """Start waves: a service starts after the ones in its depends_on."""
@@ -203,7 +213,15 @@ def load_compose(path: Path) -> ComposeSpec:
                        api_path=str(api.get("path", "")), settings=dict(top.get("settings") or {}),
                        host_dirs=dict(top.get("host_dirs") or {}), urls=dict(top.get("urls") or {}),
                        services=services, volumes={k: dict(v or {}) for k, v in (doc.get("volumes") or {}).items()},
-                       notes=notes)
+                       notes=notes, admin_token=_opt_str(top, "admin_token", path),
+                       database_dsn=_opt_str(top, "database_dsn", path))
+
+
+def _opt_str(top: dict[str, Any], key: str, path: Path) -> str | None:
+    value = top.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{path}: x-renderchaos.{key} must be a string, got {value!r}")
+    return value
 
 
 def interpolate(value: str, variables: dict[str, str], where: str) -> str:
@@ -263,6 +281,11 @@ class ComposeService(Service):
     def base_url(self) -> str:
         return f"http://{self.ctx.host}:{self.port}"
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the harness reaches this service directly (not through the fault proxy)."""
+        return self.ctx.host, self.port
+
     def readiness(self) -> Readiness:
         r = self.spec.ready
         if "http" in r:
@@ -321,6 +344,7 @@ class ComposeStack:
         self.volumes: list[str] = []
         self._volume_source: dict[str, str] = {}
         self.started_s: float | None = None
+        self.variables: dict[str, str] = {}  # the stack-wide ${...} values, once planned
 
     # -- wiring ------------------------------------------------------------------------------
     def _images(self) -> dict[str, str]:
@@ -367,7 +391,9 @@ class ComposeStack:
             for i in range(s.replicas):
                 self.services.append(ComposeService(ctx, images[s.name], s, i))
         by_name = {c.spec.name: c for c in self.services}  # first replica answers for the service
-        variables = {"RENDERCHAOS_HOST": ctx.host, "RENDERCHAOS_STACK": ctx.stack_id}
+        variables = {"RENDERCHAOS_HOST": ctx.host, "RENDERCHAOS_STACK": ctx.stack_id,
+                     "RENDERCHAOS_TOKEN": secrets.token_urlsafe(16), "RENDERCHAOS_CLIENT": ctx.client_address}
+        self.variables = variables
         for c in self.services:
             variables[f"RENDERCHAOS_PORT_{_var_name(c.name)}"] = str(c.port)
         for name, volume in self.spec.host_dirs.items():
@@ -522,9 +548,18 @@ class ComposeStack:
         from renderchaos.target import ContainerHandle, Target
 
         api = self.service(self.spec.api_service)
-        urls = {n: f"{self.service(u['service']).base_url()}{u.get('path', '')}" for n, u in self.spec.urls.items()}
+        where = f"{self.spec.path}: x-renderchaos"
+
+        def fill(value: Any, key: str) -> Any:
+            return interpolate(value, self.variables, f"{where}.{key}") if isinstance(value, str) else value
+
+        urls = {n: f"{self.service(u['service']).base_url()}{fill(u.get('path', ''), f'urls.{n}.path')}"
+                for n, u in self.spec.urls.items()}
         endpoint = PlatformEndpoint(api_url=f"{api.base_url()}{self.spec.api_path}", urls=urls,
-                                    host_dirs=dict(self.host_dirs), settings=dict(self.spec.settings))
+                                    host_dirs=dict(self.host_dirs),
+                                    settings={k: fill(v, f"settings.{k}") for k, v in self.spec.settings.items()},
+                                    admin_token=fill(self.spec.admin_token, "admin_token"))
+        dsn = fill(self.spec.database_dsn, "database_dsn")
         platform = load_platform(self.spec.platform, endpoint, timeout=timeout,
                                  where=f"{self.spec.path}: x-renderchaos.platform")
         services: dict[str, list[ContainerHandle]] = {}
@@ -535,7 +570,8 @@ class ComposeStack:
             services.setdefault("proxy", []).append(self.proxy)
         return Target(name=f"{self.spec.path.name} ({self.ctx.stack_id})", kind="compose", platform=platform,
                       proxy_url=self.proxy_url, routes={r.role: r.name for r in self.routes.values()},
-                      services=services, extras={"compose": str(self.spec.path), "notes": self.spec.notes})
+                      services=services, database_dsn=dsn, context=self.ctx,
+                      extras={"compose": str(self.spec.path), "notes": self.spec.notes})
 
 
 def _tmpfs_size_to_blocks(o: str) -> str:
@@ -557,7 +593,8 @@ def _argv(value: Any, variables: dict[str, str], where: str) -> list[str]:
 
 def _reroute(value: str, service: str, address: str, port: int) -> str:
     """Point ``value`` (a URL or host:port naming ``service``) at ``address`` (the proxy route)."""
-    pattern = re.compile(rf"(?<![\w.-]){re.escape(service)}(?::\d+)?(?![\w-])|127\.0\.0\.1:{port}\b|localhost:{port}\b")
+    # never the URL scheme: in redis://redis:6379 only the host is the service
+    pattern = re.compile(rf"(?<![\w.-]){re.escape(service)}(?::\d+)?(?![\w-])(?!://)|127\.0\.0\.1:{port}\b|localhost:{port}\b")
     out, n = pattern.subn(address, value)
     if n == 0:
         raise ConfigError(f"x-renderchaos.depends: the value {value!r} does not name {service!r} (as host, "

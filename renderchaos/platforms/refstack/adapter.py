@@ -153,6 +153,7 @@ def job_from(d: dict[str, Any]) -> Job:
 
 class RefstackPlatform(Platform):
     name: ClassVar[str] = "refstack"
+    schema: ClassVar[str | None] = "refstack"  # refstack/db.py: users, credits, jobs, ai_jobs...
     features: ClassVar[frozenset[Feature]] = frozenset(Feature)  # the reference stack has every group
     #: the model AI jobs use unless a scenario names another (the provider always serves it)
     ai_model: ClassVar[str] = AI_MODEL

@@ -219,14 +219,7 @@ class Redis(Service):
         return f"redis://{self.ctx.host}:{port or self.port}/0"
 
     def client(self) -> Any:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        # Bounded timeouts and no hidden retries: a paused Redis made redis-py block 25 s
-        # with its defaults.
-        return redis.Redis(host=self.ctx.host, port=self.port, socket_timeout=2,
-                           socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+        return redis_client(self.ctx.host, self.port)
 
     def readiness(self) -> Readiness:
         import redis
@@ -259,6 +252,17 @@ class RabbitMQ(Service):
     def readiness(self) -> Readiness:
         return Readiness(f"AMQP handshake on {self.ctx.host}:{self.port}",
                          lambda: amqp_handshake(self.port, self.ctx.host), Poll(0.1))
+
+
+def redis_client(host: str, port: int) -> Any:
+    """A direct Redis client of the harness (never through the fault proxy)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # Bounded timeouts and no hidden retries: a paused Redis made redis-py block 25 s
+    # with its defaults.
+    return redis.Redis(host=host, port=port, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
 def amqp_handshake(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
