@@ -61,7 +61,7 @@ class ChaosState:
     collector: Collector = field(default_factory=Collector)
     reaper: "Reaper | None" = None
     images: dict[str, str] | None = None
-    dedicated: "tuple[str, Stack] | None" = None
+    dedicated: "tuple[str, Any] | None" = None  # (options key, Stack or ComposeStack)
     cli: str = "podman"
     engine: Any = None  # renderchaos.provisioning.engine.Engine, once prepare_engine ran
     engine_info: dict[str, str] = field(default_factory=dict)  # an -n run's controller: from its workers
@@ -588,8 +588,9 @@ def chaos_stack(chaos_state: ChaosState) -> Iterator["Stack"]:
     chaos_state.stacks.remove(stack)
 
 
-def start_compose(state: ChaosState) -> Any:
-    """Start the user's compose stack for this process (one isolated copy per xdist worker)."""
+def start_compose(state: ChaosState, options: dict[str, Any] | None = None) -> Any:
+    """Start the user's compose stack for this process (one isolated copy per xdist worker);
+    ``options``: a scenario's own copy (``@pytest.mark.stack``: workers, env, worker_mem_limit)."""
     from renderchaos.provisioning.compose import ComposeStack, load_compose
 
     assert state.compose_file is not None
@@ -603,7 +604,7 @@ def start_compose(state: ChaosState) -> Any:
     stack = ComposeStack(spec, new_context(state), start_timeout=state.profile.timeouts.stack_start,
                          image_overrides=state.image_overrides, recipes=lambda names: resolve_images(state, names),
                          proxy_image=lambda: resolve_images(state, ["app"])["app"], toxiproxy_url=toxiproxy_url,
-                         cli=state.cli)
+                         cli=state.cli, options=options)
     state.stacks.append(stack)
     stack.start()
     return stack
@@ -635,8 +636,10 @@ def chaos_target(chaos_state: ChaosState, request: pytest.FixtureRequest) -> Ite
     target.close()
 
 
-def dedicated_stack(state: ChaosState, options: dict[str, Any]) -> "Stack":
-    """A stack with non-default StackConfig options (``@pytest.mark.stack(...)``).
+def dedicated_stack(state: ChaosState, options: dict[str, Any]) -> Any:
+    """A stack with non-default StackConfig options (``@pytest.mark.stack(...)``): a reference
+    stack, or with --chaos-compose a copy of the compose stack (``workers`` worker replicas,
+    ``env`` added to its api/worker/live services).
 
     Kept while consecutive tests ask for the same options; at most one per process besides
     the session stack, so a 2-core machine never runs more than two stacks per worker.
@@ -649,22 +652,27 @@ def dedicated_stack(state: ChaosState, options: dict[str, Any]) -> "Stack":
         old.stop()
         state.stacks.remove(old)
         state.dedicated = None
-    stack = start_stack(state, **options)
+    stack = start_compose(state, options) if state.compose_file else start_stack(state, **options)
     state.dedicated = (key, stack)
     return stack
 
 
 @pytest.fixture
 def scenario_target(request: pytest.FixtureRequest, chaos_state: ChaosState) -> Iterator[Target]:
-    """The target for one test: a dedicated reference stack when marked ``stack(**options)``
-    (reference-stack configuration such as a time limit); other targets run as they are."""
+    """The target for one test: a dedicated stack when marked ``stack(**options)`` (configuration
+    such as a time limit; a copy of the compose stack with --chaos-compose); a running deployment
+    (--chaos-target) runs as it is."""
     marker = request.node.get_closest_marker("stack")
-    if marker is None or chaos_state.target_file or chaos_state.compose_file:
+    if marker is None or chaos_state.target_file:
         yield request.getfixturevalue("chaos_target")
         return
+    timeout = chaos_state.profile.timeouts.connect
     try:
-        target = Target.from_stack(dedicated_stack(chaos_state, dict(marker.kwargs)),
-                                   timeout=chaos_state.profile.timeouts.connect)
+        stack = dedicated_stack(chaos_state, dict(marker.kwargs))
+        target = stack.target(timeout=timeout) if chaos_state.compose_file else Target.from_stack(stack, timeout=timeout)
+        if chaos_state.compose_file and not getattr(stack, "prepared", False):
+            target.platform.prepare()  # once per copy: it sets the platform up server-side
+            stack.prepared = True
     except RenderChaosError as exc:
         pytest.fail(f"could not start a dedicated stack {marker.kwargs}: {exc}", pytrace=False)
     yield target

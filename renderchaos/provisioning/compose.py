@@ -94,6 +94,7 @@ class ServiceSpec:
     port_env: str | None  # an env var to set to the service's port (e.g. PGPORT)
     after: tuple[str, ...]  # depends_on
     extra_ports: tuple[str, ...] = ()  # more ports: ${RENDERCHAOS_EXTRA_PORT_<NAME>}
+    numbered: bool = False  # replicas are named <service>-<i> (declared with replicas > 1)
 
 
 @dataclass
@@ -203,8 +204,9 @@ def load_compose(path: Path) -> ComposeSpec:
                               f"{{log: regex}}, {{running: true}}; got {ready!r}")
         after = raw.get("depends_on") or []
         after = tuple(after) if isinstance(after, list) else tuple(after)  # list, or a mapping of conditions
-        services[name] = ServiceSpec(name, raw, roles, ready, depends, x.get("recipe"), int(x.get("replicas", 1)),
-                                     x.get("port_env"), after, tuple(x.get("extra_ports") or ()))
+        replicas = int(x.get("replicas", 1))
+        services[name] = ServiceSpec(name, raw, roles, ready, depends, x.get("recipe"), replicas,
+                                     x.get("port_env"), after, tuple(x.get("extra_ports") or ()), replicas > 1)
     for s in services.values():
         missing = [a for a in s.after if a not in services]
         if missing:
@@ -253,7 +255,7 @@ class ComposeService(Service):
 
     def __init__(self, ctx: "StackContext", image: str, spec: ServiceSpec, replica: int) -> None:
         self.spec = spec
-        self.name = spec.name if spec.replicas == 1 else f"{spec.name}-{replica}"
+        self.name = f"{spec.name}-{replica}" if spec.numbered else spec.name
         self.image_key = spec.name
         super().__init__(ctx, image)
         self._command: list[str] | None = None
@@ -294,7 +296,7 @@ class ComposeService(Service):
         if "log" in r:
             pattern = re.compile(str(r["log"]))
             return Readiness(f"log line matching /{pattern.pattern}/",
-                             lambda: bool(pattern.search(self.container.logs(tail=500).decode(errors="replace"))),
+                             lambda: bool(pattern.search(self.logs_since_start())),
                              Poll(0.2))
         if "running" in r:
             return Readiness("container running", lambda: self.state().get("Running"), Poll(0.1))
@@ -327,8 +329,9 @@ class ComposeStack:
                  image_overrides: dict[str, str] | None = None,
                  recipes: Callable[[list[str]], dict[str, str]] | None = None,
                  proxy_image: Callable[[], str] | None = None, toxiproxy_url: str | None = None,
-                 cli: str = "podman") -> None:
-        self.spec = spec
+                 cli: str = "podman", options: dict[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+        self.spec = _with_options(spec, self.options)
         self.ctx = ctx
         self.start_timeout = start_timeout
         self.image_overrides = dict(image_overrides or {})
@@ -420,6 +423,8 @@ class ComposeStack:
             c.env = {str(k): interpolate(str(v), own, f"{where}.environment.{k}") for k, v in env.items()}
             if c.spec.port_env:
                 c.env[c.spec.port_env] = str(c.port)
+            if set(c.roles) & APP_ROLES:
+                c.env.update({str(k): str(v) for k, v in dict(self.options.get("env") or {}).items()})
             for var, target in c.spec.depends.items():
                 if var not in c.env:
                     raise ConfigError(f"{where}.x-renderchaos.depends names {var}, which is not in its environment")
@@ -439,9 +444,11 @@ class ComposeStack:
                 kw["working_dir"] = str(raw["working_dir"])
             if raw.get("init"):
                 kw["init"] = True
-            if raw.get("mem_limit"):
-                kw["mem_limit"] = str(raw["mem_limit"])
-                kw["memswap_limit"] = str(raw["mem_limit"])
+            mem_limit = self.options.get("worker_mem_limit") if _is_worker(c.spec) else None
+            mem_limit = mem_limit or raw.get("mem_limit")
+            if mem_limit:
+                kw["mem_limit"] = str(mem_limit)
+                kw["memswap_limit"] = str(mem_limit)  # no swap: the limit is a real OOM line
             if raw.get("tmpfs"):
                 t = raw["tmpfs"]
                 kw["tmpfs"] = {p: "" for p in ([t] if isinstance(t, str) else t)}
@@ -572,6 +579,34 @@ class ComposeStack:
                       proxy_url=self.proxy_url, routes={r.role: r.name for r in self.routes.values()},
                       services=services, database_dsn=dsn, context=self.ctx,
                       extras={"compose": str(self.spec.path), "notes": self.spec.notes})
+
+
+#: the platform's own processes: a scenario's ``env`` option goes to these (not to its databases)
+APP_ROLES = {"api", "worker", "live"}
+#: what ``@pytest.mark.stack(...)`` may ask of a compose stack (a dedicated copy of it)
+STACK_OPTIONS = {"workers", "env", "worker_mem_limit"}
+
+
+def _is_worker(s: ServiceSpec) -> bool:
+    """A service that only works (an API that also works, like Unmanic's, is never replicated)."""
+    return "worker" in s.roles and "api" not in s.roles
+
+
+def _with_options(spec: ComposeSpec, options: dict[str, Any]) -> ComposeSpec:
+    """The spec for a scenario's own copy of the stack: ``workers`` replicas of each worker
+    service; ``env`` and ``worker_mem_limit`` are applied in :meth:`ComposeStack._plan`."""
+    import dataclasses
+
+    unknown = set(options) - STACK_OPTIONS
+    if unknown:
+        raise ConfigError(f"{spec.path}: a scenario asked for stack option(s) {sorted(unknown)}, which a compose "
+                          f"stack cannot honour (it takes {sorted(STACK_OPTIONS)}); run that scenario against the "
+                          "reference stack, or drop the option")
+    if "workers" not in options:
+        return spec
+    services = {n: dataclasses.replace(s, replicas=int(options["workers"])) if _is_worker(s) else s
+                for n, s in spec.services.items()}
+    return dataclasses.replace(spec, services=services)
 
 
 def _tmpfs_size_to_blocks(o: str) -> str:

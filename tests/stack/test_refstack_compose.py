@@ -29,14 +29,20 @@ COMPOSE = ROOT / "renderchaos" / "platforms" / "refstack" / "compose.yml"
 IMAGES = {k: f"localhost/renderchaos/{k}" for k in ("postgres", "redis", "rabbitmq", "app")}
 
 
-@pytest.fixture
-def both() -> Iterator[tuple[Stack, ComposeStack]]:
-    """The Python stack and the compose stack planned on one context (nothing started)."""
+#: the options scenarios ask of their own stack (@pytest.mark.stack): none, and all three at once
+OPTIONS = [{}, {"workers": 1, "env": {"RENDER_TIME_LIMIT": "30", "WEB_CONCURRENCY": "1"}, "worker_mem_limit": "350m"},
+           {"workers": 3}]
+
+
+@pytest.fixture(params=OPTIONS, ids=["defaults", "workers-env-memory", "three-workers"])
+def both(request: pytest.FixtureRequest) -> Iterator[tuple[Stack, ComposeStack]]:
+    """The Python stack and the compose stack planned on one context (nothing started), with the
+    same scenario options (the compose stack as a scenario's own copy)."""
     run_id = new_run_id()
     ctx = StackContext(run_id, f"{run_id}-t")
     try:
-        stack = Stack(ctx, StackConfig(images=dict(IMAGES)))
-        compose = ComposeStack(load_compose(COMPOSE), ctx)
+        stack = Stack(ctx, StackConfig(images=dict(IMAGES), **request.param))
+        compose = ComposeStack(load_compose(COMPOSE), ctx, options=request.param)
         compose._plan({name: IMAGES.get(name, IMAGES["app"]) for name in compose.spec.services})
         yield stack, compose
     finally:
@@ -60,7 +66,8 @@ def test_the_compose_file_describes_the_python_stack(both: tuple[Stack, ComposeS
     def view(s: Any) -> dict[str, Any]:
         env = {k: _norm(v, ports, secrets) for k, v in s.env.items()}
         env.pop("RABBITMQ_NODENAME", None)  # unique per stack either way: rc<id> vs rc-<id>
-        kwargs = {k: v for k, v in s.container_kwargs().items() if k in ("user", "init", "mem_limit")}
+        kwargs = {k: v for k, v in s.container_kwargs().items()
+                  if k in ("user", "init", "mem_limit", "memswap_limit")}
         return {"command": [_norm(a, ports, secrets) for a in s.command() or []], "env": env, "kwargs": kwargs,
                 "mounts": sorted((m["bind"], m["mode"]) for m in s.mounts_spec().values())}
 
@@ -85,6 +92,13 @@ def test_the_compose_file_describes_the_python_stack(both: tuple[Stack, ComposeS
         for role in c.roles:
             co_roles.setdefault(role, []).append(c.name)
     assert {r: sorted(n) for r, n in co_roles.items()} == py_roles
+
+
+def test_a_compose_stack_refuses_options_it_cannot_honour() -> None:
+    from renderchaos.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"stack option\(s\) \['storage_mib'\].*takes \['env', 'worker_mem_limit', 'workers'\]"):
+        ComposeStack(load_compose(COMPOSE), None, options={"storage_mib": 64})  # type: ignore[arg-type]
 
 
 def test_the_reroute_leaves_url_schemes_alone() -> None:

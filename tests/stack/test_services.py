@@ -172,3 +172,27 @@ def test_engine_calls_go_to_the_service_engine(
     assert box.state()["Running"] is True
     # the init (--init: catatonit on podman, tini on docker) forwards SIGTERM to sleep
     assert cf.stop(box, grace=5) == 143, box.state()
+
+
+class Announcer(Sleeper):
+    """Logs a line with a count of its starts, then idles: a log-readiness target."""
+
+    name = "announcer"
+
+    def command(self) -> list[str]:
+        return ["sh", "-c", "n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; "
+                            "echo \"start $n ready.\"; exec sleep 600"]
+
+
+def test_log_readiness_after_a_restart_reads_only_the_new_run(
+        on_engine: OnEngine, engine_context: StackContext, started: list[Service]) -> None:
+    box = Announcer(engine_context, on_engine.images["app"])
+    _start([box], started)
+    wait_for(lambda: "start 1 ready." in box.logs_since_start(), "the first run's line", 30, Poll(0.1))
+    cf.kill(box)
+    box.container.start()
+    # the first run's line stays in the engine's log, but not in this run's
+    seen = wait_for(lambda: (text := box.logs_since_start()) and "start 2" in text and text,
+                    "the second run's line", 30, Poll(0.1))
+    assert "start 1" not in seen, seen
+    assert "start 1 ready." in box.logs(tail=50)  # the whole log still has it

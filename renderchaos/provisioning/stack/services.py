@@ -143,6 +143,12 @@ class Service:
         except Exception as exc:  # noqa: BLE001
             return f"(logs unavailable: {exc})"
 
+    def logs_since_start(self, tail: int = 500) -> str:
+        """The log of the container's current run only: after a restart (a container fault),
+        the previous run's "ready" line must not make a readiness check pass at once."""
+        started = started_epoch(self.state().get("StartedAt"))
+        return self.container.logs(tail=tail, since=started).decode(errors="replace")
+
 
 class _Exited(BaseException):
     """The container exited while we waited: never one of the errors a readiness poll tolerates
@@ -151,6 +157,23 @@ class _Exited(BaseException):
 
 class _NotReady(Exception):
     pass
+
+
+def started_epoch(started_at: str | None) -> float | None:
+    """Docker's and Podman's ``State.StartedAt`` (RFC 3339, nanoseconds) as epoch seconds."""
+    import re
+    from datetime import datetime
+
+    if not started_at:
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?", started_at)
+    if not m:
+        return None
+    base, frac, zone = m.group(1), (m.group(2) or "0")[:6], m.group(3) or "Z"
+    ts = datetime.fromisoformat(f"{base}.{frac.ljust(6, '0')}{'+00:00' if zone == 'Z' else zone}")
+    if ts.year < 2000:  # never started: "0001-01-01T00:00:00Z"
+        return None
+    return ts.timestamp()
 
 
 def _tcp_open(port: int, host: str, timeout: float = 0.5) -> bool:
@@ -379,7 +402,7 @@ class Worker(AppService):
     def readiness(self) -> Readiness:
         # Celery prints "<hostname> ready." once it consumes from the broker.
         def check() -> bool:
-            return b" ready." in self.container.logs(tail=200)
+            return " ready." in self.logs_since_start(tail=200)
 
         return Readiness("celery to log 'ready.'", check, Poll(0.2))
 

@@ -30,18 +30,20 @@ class StandaloneRun:
     cold_build_s: float | None
     stacks: list[Any] = field(default_factory=list)
 
-    def compose(self, path: Any, start_timeout: float = 120.0) -> Any:
-        """The platform of a compose file (``x-renderchaos``), started as one labelled stack."""
+    def compose(self, path: Any, name: str = "compose", start: bool = True, start_timeout: float = 120.0) -> Any:
+        """The platform of a compose file (``x-renderchaos``) as one labelled stack named ``name``;
+        started unless ``start=False``."""
         from pathlib import Path
 
         from renderchaos.provisioning.compose import ComposeStack, load_compose
 
         resolver = ImageResolver(self.engine)
-        stack = ComposeStack(load_compose(Path(path)), StackContext(self.run_id, f"{self.run_id}-compose", engine=self.engine),
+        stack = ComposeStack(load_compose(Path(path)), StackContext(self.run_id, f"{self.run_id}-{name}", engine=self.engine),
                              start_timeout=start_timeout, recipes=lambda names: resolver.resolve(names),
                              proxy_image=lambda: resolver.resolve(["app"])["app"], cli=self.engine.cli)
         self.stacks.append(stack)
-        stack.start()
+        if start:
+            stack.start()
         return stack
 
     def stack(self, name: str, start: bool = True, **options: Any) -> Stack:
