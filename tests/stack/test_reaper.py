@@ -30,6 +30,8 @@ from renderchaos.wait import Deadline, wait_for
 
 
 def _hold(chaos_context, chaos_images, tag):
+    # a labelled named volume, as the reference stack's storage and compose stacks' volumes are
+    chaos_context.engine.client().volumes.create(name=chaos_context.name("vol"), labels=chaos_context.labels)
     services = [Redis(chaos_context, chaos_images["redis"]), Postgres(chaos_context, chaos_images["postgres"])]
     for s in services:
         s.start()
@@ -75,6 +77,13 @@ def _containers(run_id: str, engine: str) -> list[str]:
     return out.stdout.split()
 
 
+def _volumes(run_id: str, engine: str) -> list[str]:
+    out = subprocess.run([*_cli(engine), "volume", "ls", "-q", "--filter", f"label={LABEL_RUN}={run_id}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
 def _our_processes(run_id: str) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if run_id in line and "ps -eo" not in line]
@@ -103,6 +112,8 @@ def _assert_all_gone(run_id: str, engine: str, within: float) -> float:
     wait_for(lambda: not _containers(run_id, engine), what=f"no containers labelled {LABEL_RUN}={run_id}",
              timeout=within, poll=Poll(0.1))
     gone = time.monotonic() - t0
+    wait_for(lambda: not _volumes(run_id, engine), what=f"no volumes labelled {LABEL_RUN}={run_id}",
+             timeout=within, poll=Poll(0.1))
     wait_for(lambda: not _our_processes(run_id), what=f"no process mentioning run {run_id}",
              timeout=within, poll=Poll(0.1))
     wait_for(lambda: not run_tmp_root(run_id).exists(), what=f"{run_tmp_root(run_id)} removed",
@@ -121,6 +132,7 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signa
         assert (markers / "a").exists(), proc.communicate(timeout=30)[0].decode()[-3000:]
         info = json.loads((markers / "a").read_text())
         assert set(_containers(info["run"], engine)) == set(info["names"])
+        assert _volumes(info["run"], engine), "the inner run made a labelled volume"
         proc.send_signal(sig)
         # SIGKILL: the watcher sweeps, within 5 s. Ctrl-C: the run tears its stack down itself
         # (graceful stops, reports written), which on a loaded 2-core CI machine took over 5 s.
