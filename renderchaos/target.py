@@ -16,7 +16,8 @@ capability strings a scenario names: a platform feature (``credits``, ``assets``
 ``fault_proxy:<role>``, ``containers:<role>``, ``database``, ``database:<schema>`` (the database
 of a platform whose tables the harness knows: ``database:refstack``), ``sidecars`` (a stack
 renderchaos started, beside which it may start containers of its own: Prometheus),
-``reference_stack`` (the Python-started reference stack itself: its StackConfig, its live
+``configurable`` (a stack renderchaos starts, so ``@pytest.mark.stack(...)`` options apply),
+``scale:worker`` (more workers can be added), ``reference_stack`` (the Python-started reference stack itself: its StackConfig, its live
 encoders, more workers on demand).
 """
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
 import pytest
 
@@ -78,6 +79,8 @@ class Target:
     #: the labelled context of a stack renderchaos started: where the harness may start its own
     #: containers beside the platform (Prometheus), reaped with the run
     context: "StackContext | None" = None
+    #: more worker containers built like the running ones (unstarted): a stack renderchaos started
+    new_workers: "Callable[[int], list[Any]] | None" = None
     extras: dict[str, Any] = field(default_factory=dict)  # deployment facts (live ports, provider...)
     disposable: bool = True  # container faults allowed (always for stacks we start)
 
@@ -99,6 +102,9 @@ class Target:
                 caps.add(f"database:{self.platform.schema}")  # its tables, as the harness knows them
         if self.context is not None:
             caps.add("sidecars")  # containers of the harness beside the platform
+            caps.add("configurable")  # started again with a scenario's options (mark.stack)
+        if self.new_workers is not None and self.disposable:
+            caps.add("scale:worker")
         if self.stack is not None:
             caps.add("reference_stack")
         return frozenset(caps)
@@ -166,7 +172,8 @@ class Target:
         return cls(name=f"reference stack {stack.ctx.stack_id}", kind="stack",
                    platform=RefstackPlatform(endpoint, timeout=timeout), proxy_url=stack.proxy_url,
                    routes={role: r.name for role, r in stack.routes.items()}, services=services,
-                   database_dsn=stack.postgres.dsn(), stack=stack, context=stack.ctx)
+                   database_dsn=stack.postgres.dsn(), stack=stack, context=stack.ctx,
+                   new_workers=stack.new_workers)
 
     def close(self) -> None:
         self.platform.close()

@@ -74,7 +74,7 @@ BACKLOG = Scenario(
     runbook=Runbook("R", "§三.2 队列积压"),
     tier="resilience",
     faults=(Described(f"a burst of AI jobs (provider answers in 1 s each): queue > {BACKLOG_THRESHOLD}",
-                      (Feature.AI_JOBS.value, Feature.METRICS.value, "provider_control", "reference_stack")),),
+                      (Feature.AI_JOBS.value, Feature.METRICS.value, "provider_control", "scale:worker")),),
     symptom=f"celery_queue_length{{queue=\"ai\"}} > {BACKLOG_THRESHOLD} on /metrics (QueueBacklog condition)",
     remedy="add workers (two more worker containers)",
     detect=Wait(30.0),

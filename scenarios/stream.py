@@ -12,8 +12,8 @@ CLIENT_DISCONNECT = Scenario(
     faults=(Described("50 downloads aborted mid-stream (client close, "
           "TCP RST, and a reset_peer toxic on a proxy route in front of the API)", ("containers:api", Feature.DOWNLOAD.value)),),
     # the input is planted (assets), the toxic sits on a route of the target's fault proxy, and the
-    # cap under test is set through the reference stack's environment (one API process, 4 remuxes)
-    needs=(Feature.ASSETS.value, "fault_proxy", "reference_stack"),
+    # cap under test is set through the stack's environment (mark.stack: one API process, 4 remuxes)
+    needs=(Feature.ASSETS.value, "fault_proxy", "configurable"),
     tier="resilience",  # renders a 20 s noisy video (~30 MB) and runs 50 downloads
     symptom="ffmpeg -i pipe:0 -c copy -movflags frag_keyframe+empty_moov -f mp4 pipe:1 processes "
             "stuck writing to a pipe nobody reads (500+ in the runbook)",

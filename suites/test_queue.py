@@ -238,8 +238,7 @@ def _drain_rate(run: ScenarioRun, seconds: float) -> tuple[float, int]:
 @runs(Q.BACKLOG)
 def test_backlog_alert_fires_and_more_workers_drain_faster(scenario_run: ScenarioRun) -> None:
     run = scenario_run
-    stack = run.target.stack
-    assert stack is not None
+    assert run.target.new_workers is not None  # needs scale:worker
     n_workers = len(run.target.containers("worker"))
     run.steady_state_before()
     run.inject(ProviderBehaviour(run.platform.endpoint.urls["provider_control"], {"delay_s": PROVIDER_DELAY_S}))
@@ -253,7 +252,8 @@ def test_backlog_alert_fires_and_more_workers_drain_faster(scenario_run: Scenari
                        poll=POLL)
     base, n_base = _drain_rate(run, RATE_WINDOW_S)
     run.journal.notes.append(f"backlog {depth:.0f}; drain with {n_workers} workers: {base:.2f} jobs/s")
-    run.remedy(lambda: run.inject(ExtraWorkers(stack, count=2)), "add two workers")
+    run.remedy(lambda: run.inject(ExtraWorkers(run.target.new_workers, count=2, where=run.target.name)),
+               "add two workers")
     left = _queue_length(run, "ai")
     run.expect(left >= 8, "backlog left to measure the drain with more workers",
                f"only {left:.0f} queued after adding workers (machine faster than planned?)")

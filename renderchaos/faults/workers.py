@@ -1,45 +1,39 @@
-"""Scale the reference stack's worker pool for a scenario (queue.backlog: "add workers").
+"""Scale a stack's worker pool for a scenario (queue.backlog: "add workers").
 
 :class:`ExtraWorkers` starts ``count`` more worker containers built exactly like the stack's
 own (same image, environment, volumes, memory limit; labelled with the stack's context so the
-reaper finds them) and removes them when healed. It is a Fault so ``ScenarioRun.inject()``
-removes the containers on the way out whatever happens.
+reaper finds them) and removes them when healed. The containers come from the target's
+``new_workers`` (the reference stack's, or a compose stack's: capability ``scale:worker``). It is
+a Fault so ``ScenarioRun.inject()`` removes the containers on the way out whatever happens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from renderchaos.errors import FaultInjectionError, ProvisioningError
 from renderchaos.wait import Deadline
 
 if TYPE_CHECKING:
-    from renderchaos.provisioning.stack.services import Service, Worker
-    from renderchaos.provisioning.stack.stack import Stack
+    from renderchaos.provisioning.stack.services import Service
 
 READY_TIMEOUT = 60.0  # s, an extra worker consuming from the broker
 
 
 @dataclass
 class ExtraWorkers:
-    stack: "Stack"
+    new_workers: Callable[[int], list[Any]]  # Target.new_workers: unstarted containers like the stack's workers
     count: int = 1
+    where: str = "the stack"
     ready_timeout: float = READY_TIMEOUT
-    started: list["Worker"] = field(default_factory=list)
+    started: list[Any] = field(default_factory=list)
 
     def describe(self) -> str:
-        return f"{self.count} extra worker(s) on stack {self.stack.ctx.stack_id}"
+        return f"{self.count} extra worker(s) on {self.where}"
 
     def inject(self) -> None:
-        from renderchaos.provisioning.stack.services import Worker
-
-        model = self.stack.workers[0]
-        env = {k: v for k, v in model.env.items() if k != "WORKER_NAME"}
-        first = len(self.stack.workers) + 100  # own index range: never a name the stack uses
-        for i in range(self.count):
-            w = Worker(self.stack.ctx, model.image, first + i, env=env, volumes=dict(model.volumes),
-                       mem_limit=model.mem_limit)
+        for w in self.new_workers(self.count):
             self.started.append(w)
             try:
                 w.start()

@@ -348,6 +348,9 @@ class ComposeStack:
         self._volume_source: dict[str, str] = {}
         self.started_s: float | None = None
         self.variables: dict[str, str] = {}  # the stack-wide ${...} values, once planned
+        self._route_of: dict[str, RouteSpec] = {}
+        self._by_name: dict[str, ComposeService] = {}
+        self._extra: list[ComposeService] = []  # workers added by new_workers()
 
     # -- wiring ------------------------------------------------------------------------------
     def _images(self) -> dict[str, str]:
@@ -412,47 +415,71 @@ class ComposeStack:
             key = role if role not in self.routes else f"{role}:{target}"  # two databases: the second by name
             route_of[target] = self.routes[key] = RouteSpec(key, f"{ctx.stack_id}-{_var_name(key).lower()}",
                                                             ctx.port(), svc.port)
+        self._route_of, self._by_name = route_of, by_name
         for c in self.services:
-            where = f"{self.spec.path}: services.{c.spec.name}"
-            own = {**variables, "RENDERCHAOS_PORT": str(c.port), "RENDERCHAOS_SERVICE": c.name,
-                   **{f"RENDERCHAOS_EXTRA_PORT_{_var_name(n)}": str(p) for n, p in c.extra_ports.items()}}
-            raw = c.spec.raw
-            env = raw.get("environment") or {}
-            if isinstance(env, list):
-                env = dict(e.split("=", 1) if "=" in e else (e, os.environ.get(e, "")) for e in env)
-            c.env = {str(k): interpolate(str(v), own, f"{where}.environment.{k}") for k, v in env.items()}
-            if c.spec.port_env:
-                c.env[c.spec.port_env] = str(c.port)
-            if set(c.roles) & APP_ROLES:
-                c.env.update({str(k): str(v) for k, v in dict(self.options.get("env") or {}).items()})
-            for var, target in c.spec.depends.items():
-                if var not in c.env:
-                    raise ConfigError(f"{where}.x-renderchaos.depends names {var}, which is not in its environment")
-                route = route_of[target]
-                c.env[var] = _reroute(c.env[var], target, f"{ctx.host}:{route.listen_port}",
-                                      by_name[target].port)
-            if raw.get("command") is not None:
-                c._command = _argv(raw["command"], own, f"{where}.command")
-            if raw.get("entrypoint") is not None:
-                c._entrypoint = _argv(raw["entrypoint"], own, f"{where}.entrypoint")
-            for vol in raw.get("volumes") or []:
-                self._mount(c, vol, own, where)
-            kw: dict[str, Any] = {}
-            if raw.get("user") is not None:
-                kw["user"] = str(raw["user"])
-            if raw.get("working_dir"):
-                kw["working_dir"] = str(raw["working_dir"])
-            if raw.get("init"):
-                kw["init"] = True
-            mem_limit = self.options.get("worker_mem_limit") if _is_worker(c.spec) else None
-            mem_limit = mem_limit or raw.get("mem_limit")
-            if mem_limit:
-                kw["mem_limit"] = str(mem_limit)
-                kw["memswap_limit"] = str(mem_limit)  # no swap: the limit is a real OOM line
-            if raw.get("tmpfs"):
-                t = raw["tmpfs"]
-                kw["tmpfs"] = {p: "" for p in ([t] if isinstance(t, str) else t)}
-            c._kwargs = kw
+            self._configure(c)
+
+    def _configure(self, c: ComposeService) -> None:
+        """Environment (dependencies routed), command, mounts and limits of one container."""
+        ctx, variables, route_of, by_name = self.ctx, self.variables, self._route_of, self._by_name
+        where = f"{self.spec.path}: services.{c.spec.name}"
+        own = {**variables, "RENDERCHAOS_PORT": str(c.port), "RENDERCHAOS_SERVICE": c.name,
+               **{f"RENDERCHAOS_EXTRA_PORT_{_var_name(n)}": str(p) for n, p in c.extra_ports.items()}}
+        raw = c.spec.raw
+        env = raw.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) if "=" in e else (e, os.environ.get(e, "")) for e in env)
+        c.env = {str(k): interpolate(str(v), own, f"{where}.environment.{k}") for k, v in env.items()}
+        if c.spec.port_env:
+            c.env[c.spec.port_env] = str(c.port)
+        if set(c.roles) & APP_ROLES:
+            c.env.update({str(k): str(v) for k, v in dict(self.options.get("env") or {}).items()})
+        for var, target in c.spec.depends.items():
+            if var not in c.env:
+                raise ConfigError(f"{where}.x-renderchaos.depends names {var}, which is not in its environment")
+            route = route_of[target]
+            c.env[var] = _reroute(c.env[var], target, f"{ctx.host}:{route.listen_port}",
+                                  by_name[target].port)
+        if raw.get("command") is not None:
+            c._command = _argv(raw["command"], own, f"{where}.command")
+        if raw.get("entrypoint") is not None:
+            c._entrypoint = _argv(raw["entrypoint"], own, f"{where}.entrypoint")
+        for vol in raw.get("volumes") or []:
+            self._mount(c, vol, own, where)
+        kw: dict[str, Any] = {}
+        if raw.get("user") is not None:
+            kw["user"] = str(raw["user"])
+        if raw.get("working_dir"):
+            kw["working_dir"] = str(raw["working_dir"])
+        if raw.get("init"):
+            kw["init"] = True
+        mem_limit = self.options.get("worker_mem_limit") if _is_worker(c.spec) else None
+        mem_limit = mem_limit or raw.get("mem_limit")
+        if mem_limit:
+            kw["mem_limit"] = str(mem_limit)
+            kw["memswap_limit"] = str(mem_limit)  # no swap: the limit is a real OOM line
+        if raw.get("tmpfs"):
+            t = raw["tmpfs"]
+            kw["tmpfs"] = {p: "" for p in ([t] if isinstance(t, str) else t)}
+        c._kwargs = kw
+
+    def new_workers(self, count: int) -> list[ComposeService]:
+        """``count`` more containers of the (first) worker-only service, configured like its
+        replicas and named ``<service>-100``, ``-101``... (never a name the stack uses); not
+        started. For scenarios that add workers (R §三.2: scale out a backlog)."""
+        import dataclasses
+
+        spec = next((s for s in self.spec.services.values() if _is_worker(s)), None)
+        if spec is None:
+            raise ConfigError(f"{self.spec.path}: no service has the role worker alone (an API that also works "
+                              "cannot be scaled out without a second API)")
+        model = self._by_name[spec.name]
+        spec = dataclasses.replace(spec, numbered=True)
+        made = [ComposeService(self.ctx, model.image, spec, 100 + len(self._extra) + i) for i in range(count)]
+        for c in made:
+            self._configure(c)
+        self._extra += made
+        return made
 
     def _mount(self, c: ComposeService, vol: Any, variables: dict[str, str], where: str) -> None:
         if isinstance(vol, dict):
@@ -515,7 +542,7 @@ class ComposeStack:
 
     def stop(self) -> None:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda s: s.remove(), [*self.services, *([self.proxy] if self.proxy else [])]))
+            list(pool.map(lambda s: s.remove(), [*self._extra, *self.services, *([self.proxy] if self.proxy else [])]))
         for v in self.volumes:
             subprocess.run([self.cli, "volume", "rm", "-f", v], capture_output=True, timeout=60)
 
@@ -578,6 +605,7 @@ class ComposeStack:
         return Target(name=f"{self.spec.path.name} ({self.ctx.stack_id})", kind="compose", platform=platform,
                       proxy_url=self.proxy_url, routes={r.role: r.name for r in self.routes.values()},
                       services=services, database_dsn=dsn, context=self.ctx,
+                      new_workers=self.new_workers if any(_is_worker(s) for s in self.spec.services.values()) else None,
                       extras={"compose": str(self.spec.path), "notes": self.spec.notes})
 
 

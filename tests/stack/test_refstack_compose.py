@@ -73,6 +73,10 @@ def test_the_compose_file_describes_the_python_stack(both: tuple[Stack, ComposeS
 
     for name in sorted(py):
         assert view(co[name]) == view(py[name]), name
+    # workers added mid-scenario (queue.backlog: scale out) are built alike too
+    (py_extra,), (co_extra,) = stack.new_workers(1), compose.new_workers(1)
+    assert co_extra.name == py_extra.name == "worker-100"
+    assert view(co_extra) == view(py_extra)
     # the shared output volume: one named volume, the same size
     assert compose.volumes == [stack.storage_volume]
     opts = compose.spec.volumes["storage"]["driver_opts"]

@@ -107,6 +107,7 @@ class Stack:
             self.live.env.update(LIVE_PORT=str(self.live.port), LIVE_INGEST_PORT=str(self.live_ingest_port),
                                  LIVE_RELAY_PORT=str(self.live_relay_port))
         self.started_s: float | None = None
+        self._extra_workers = 0  # workers made by new_workers(), for their names
         self.ready_at: dict[str, float] = {}  # seconds from start() to each service ready
 
     # -- wiring ----------------------------------------------------------------------------
@@ -218,6 +219,16 @@ class Stack:
             raise ProvisioningError(f"fault proxy at {self.proxy_url} unreachable: {exc}") from exc
         if resp.status_code != 201:
             raise ProvisioningError(f"fault proxy refused the routes: {resp.status_code} {resp.text[:300]}")
+
+    def new_workers(self, count: int) -> list[Worker]:
+        """``count`` more workers built like the stack's own (image, environment, volumes, memory
+        limit), named from index 100 up (never a name the stack uses); not started."""
+        model = self.workers[0]
+        env = {k: v for k, v in model.env.items() if k != "WORKER_NAME"}
+        first = 100 + self._extra_workers
+        self._extra_workers += count
+        return [Worker(self.ctx, model.image, first + i, env=env, volumes=dict(model.volumes),
+                       mem_limit=model.mem_limit) for i in range(count)]
 
     # -- convenience -----------------------------------------------------------------------
     @property
