@@ -14,8 +14,11 @@ from renderchaos.wait import Poll, wait_for
 from renderchaos_proxy.client import ToxiproxyClient
 from renderchaos_proxy.server import ServerThread
 
-#: Timing tolerance (s) above a toxic's nominal delay (shared 2-core machines are noisy).
-SLACK = 0.12
+#: Tolerance (s) above a toxic's nominal delay. The lower bounds are exact (never before the
+#: toxic's time); the upper ones catch a toxic in the wrong unit, applied twice or never lifted.
+#: 0.12 s failed the full CI run once (a 100 ms reset_peer seen at 242 ms beside the mutation
+#: runs on 2 cores): scheduler noise is not the proxy's behaviour.
+SLACK = 0.5
 #: A round trip without a toxic must stay well under the toxic delays used here (s).
 FAST = 0.1
 #: How long "nothing happens" is observed (s): an explicit scenario step, not a wait.
