@@ -670,7 +670,7 @@ def scenario_target(request: pytest.FixtureRequest, chaos_state: ChaosState) -> 
     try:
         stack = dedicated_stack(chaos_state, dict(marker.kwargs))
         target = stack.target(timeout=timeout) if chaos_state.compose_file else Target.from_stack(stack, timeout=timeout)
-        if chaos_state.compose_file and not getattr(stack, "prepared", False):
+        if chaos_state.compose_file and not stack.prepared:
             target.platform.prepare()  # once per copy: it sets the platform up server-side
             stack.prepared = True
     except RenderChaosError as exc:

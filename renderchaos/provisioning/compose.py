@@ -351,6 +351,7 @@ class ComposeStack:
         self._route_of: dict[str, RouteSpec] = {}
         self._by_name: dict[str, ComposeService] = {}
         self._extra: list[ComposeService] = []  # workers added by new_workers()
+        self.prepared = False  # the adapter's prepare() ran against this copy (plugin.scenario_target)
 
     # -- wiring ------------------------------------------------------------------------------
     def _images(self) -> dict[str, str]:
@@ -632,8 +633,9 @@ def _with_options(spec: ComposeSpec, options: dict[str, Any]) -> ComposeSpec:
                           "reference stack, or drop the option")
     if "workers" not in options:
         return spec
-    services = {n: dataclasses.replace(s, replicas=int(options["workers"])) if _is_worker(s) else s
-                for n, s in spec.services.items()}
+    n = int(options["workers"])
+    services = {name: dataclasses.replace(s, replicas=n, numbered=s.numbered or n > 1) if _is_worker(s) else s
+                for name, s in spec.services.items()}  # two replicas never share a name
     return dataclasses.replace(spec, services=services)
 
 

@@ -105,6 +105,19 @@ def test_a_compose_stack_refuses_options_it_cannot_honour() -> None:
         ComposeStack(load_compose(COMPOSE), None, options={"storage_mib": 64})  # type: ignore[arg-type]
 
 
+def test_more_workers_than_the_file_declares_get_their_own_names() -> None:
+    import dataclasses
+
+    from renderchaos.provisioning.compose import _with_options
+
+    spec = load_compose(COMPOSE)
+    single = dataclasses.replace(spec, services={**spec.services, "worker": dataclasses.replace(
+        spec.services["worker"], replicas=1, numbered=False)})
+    worker = _with_options(single, {"workers": 3}).services["worker"]
+    assert (worker.replicas, worker.numbered) == (3, True)  # worker-0..2, never three "worker"
+    assert _with_options(single, {"workers": 1}).services["worker"].numbered is False
+
+
 def test_the_reroute_leaves_url_schemes_alone() -> None:
     from renderchaos.provisioning.compose import _reroute
 
